@@ -1,0 +1,63 @@
+/* gw.h - types shared by every module: error codes, assertions, small helpers.
+ *
+ * Conventions (see docs/hacking.md): x_new() returns something the caller
+ * owns, x_free() accepts NULL, x_take() moves ownership out, x_peek() borrows.
+ * Fallible functions return enum gw_err and are GW_MUSTCHECK. */
+#ifndef GW_H
+#define GW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GW_MUSTCHECK __attribute__((warn_unused_result))
+#define GW_UNUSED(x) ((void)(x))
+#define GW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define GW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+enum gw_err {
+	GW_OK = 0,
+	GW_EAGAIN,    /* not done yet: wait for the event, not a failure */
+	GW_ENOMEM,
+	GW_ELIMIT,    /* a size or count bound was hit */
+	GW_EINVAL,    /* bad input from a client or the config */
+	GW_EPROTO,    /* the peer broke its protocol */
+	GW_EAUTH,     /* credentials refused */
+	GW_EUPSTREAM, /* upstream answered with an error */
+	GW_ETIMEOUT,
+	GW_EIO,
+	GW_ECONFIG,
+	GW_ENOTFOUND,
+	GW_ECANCELED,
+};
+
+const char *gw_strerror(enum gw_err err);
+
+void gw_panic(const char *file, int line, const char *expr) __attribute__((noreturn));
+
+/* Invariants, not error handling: on in every build (a wrong state in a
+ * daemon is worse than a crash with a clear message). */
+#define GW_ASSERT(e) ((e) ? (void)0 : gw_panic(__FILE__, __LINE__, #e))
+
+/* Allocation wrappers: abort on failure would hide error paths, so these
+ * return NULL like malloc but can be made to fail in tests (alloc_fail). */
+void *gw_malloc(size_t n);
+void *gw_calloc(size_t n, size_t size);
+void *gw_realloc(void *p, size_t n);
+char *gw_strdup(const char *s);
+char *gw_strndup(const char *s, size_t n);
+void gw_free(void *p);
+
+/* Test hook: make the Nth allocation from now fail (0 = never). */
+void gw_alloc_fail_at(unsigned long n);
+
+/* Monotonic time in milliseconds / microseconds. */
+uint64_t gw_now_ms(void);
+uint64_t gw_now_us(void);
+/* Wall clock seconds since the epoch. */
+int64_t gw_wall_s(void);
+
+/* Constant-time comparison of two byte strings (lengths may differ). */
+bool gw_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

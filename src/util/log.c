@@ -1,0 +1,103 @@
+/* log.c - one line per event, one write(2) per line. */
+#include "util/log.h"
+#include "util/buf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int cur_level = LOG_INFO;
+static atomic_int cur_format = LOG_TEXT;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void log_setup(enum log_level level, enum log_format format)
+{
+	atomic_store(&cur_level, (int)level);
+	atomic_store(&cur_format, (int)format);
+}
+
+bool log_enabled(enum log_level level)
+{
+	return (int)level <= atomic_load_explicit(&cur_level, memory_order_relaxed);
+}
+
+bool log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < GW_ARRAY_LEN(level_names); i++) {
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	}
+	if (strcasecmp(s, "warning") == 0) {
+		*out = LOG_WARN;
+		return true;
+	}
+	return false;
+}
+
+static void write_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere left to report it */
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void format_time(char *out, size_t n)
+{
+	struct timeval tv;
+	struct tm tm;
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	size_t l = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + l, n - l, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}
+
+void log_msg(enum log_level level, const char *rid, const char *fmt, ...)
+{
+	if (!log_enabled(level))
+		return;
+	char msg[2048], ts[40];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t mlen = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
+	format_time(ts, sizeof(ts));
+
+	char line[8192];
+	/* max = cap - 1, so the buffer never grows: it stays on the stack. */
+	struct buf b = { .p = line, .len = 0, .cap = sizeof(line), .max = sizeof(line) - 1 };
+	enum gw_err err;
+	if (atomic_load(&cur_format) == LOG_JSON) {
+		err = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
+		if (!err && rid)
+			err = buf_printf(&b, ",\"rid\":\"%s\"", rid);
+		if (!err)
+			err = buf_adds(&b, ",\"msg\":\"");
+		if (!err)
+			err = buf_add_json_str(&b, msg, mlen);
+		if (!err)
+			err = buf_adds(&b, "\"}\n");
+	} else {
+		err = buf_printf(&b, "%s %-5s %s%s%.*s\n", ts, level_names[level],
+				 rid ? rid : "", rid ? " " : "", (int)mlen, msg);
+	}
+	if (err) /* the line did not fit: cut it rather than lose it */
+		b.len = sizeof(line) - 1, line[b.len - 1] = '\n';
+	write_all(line, b.len);
+}
