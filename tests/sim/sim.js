@@ -300,13 +300,13 @@ function modelReply(chat, promptText, hugeBytes) {
       let name = null;
       for (const p of chat.prompts) {
         const all = parseDirectives(p).clean;
-        const re = /\bmy name is (\w+)/gi;
+        const re = /(?<![\p{L}\p{N}_])my name is ([\p{L}\p{N}_]+)/giu;
         let m;
         while ((m = re.exec(all))) name = m[1];
       }
       text = name ? `Your name is ${name}.` : "I don't know your name.";
     } else {
-      const m = /\bmy name is (\w+)/i.exec(q);
+      const m = /(?<![\p{L}\p{N}_])my name is ([\p{L}\p{N}_]+)/iu.exec(q);
       if (m) text = `Nice to meet you, ${m[1]}.`;
       else text = q ? `You said: ${truncate(q, 200)}` : 'You said nothing.';
     }
