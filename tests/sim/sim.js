@@ -139,15 +139,16 @@ const reject = (k) => { rejected[k] = (rejected[k] || 0) + 1; };
 const hex = (n) => crypto.randomBytes(n).toString('hex');
 
 // Take one armed fault of this kind that applies to ctx ({account, chat}); null if none.
+// kind may be an array: the first queued fault of any of those kinds is taken.
 function takeFault(kind, ctx = {}) {
   for (let i = 0; i < faults.length; i++) {
     const f = faults[i];
-    if (f.kind !== kind) continue;
+    if (Array.isArray(kind) ? !kind.includes(f.kind) : f.kind !== kind) continue;
     if (f.account != null && ctx.account != null && Number(f.account) !== ctx.account) continue;
     if (f.chatHistoryId != null && f.chatHistoryId !== ctx.chat) continue;
     if (f.times > 0) { f.times--; if (f.times === 0) faults.splice(i, 1); }
-    faultsFired[kind] = (faultsFired[kind] || 0) + 1;
-    log('fault fired', kind);
+    faultsFired[f.kind] = (faultsFired[f.kind] || 0) + 1;
+    log('fault fired', f.kind);
     return f;
   }
   return null;
@@ -343,11 +344,8 @@ function startReply(chat, acct, promptText) {
   const snapFault = takeFault('snapshot', ctx);
   const malformed = takeFault('malformed', ctx);
   const noFinal = takeFault('no_final_state', ctx);
-  let term = null;
-  for (const k of ['ws_drop', 'ws_close', 'ws_stall']) {
-    const f = takeFault(k, ctx);
-    if (f && !term) term = { kind: k, after: Number(f.after != null ? f.after : 1) };
-  }
+  const tf = takeFault(['ws_drop', 'ws_close', 'ws_stall'], ctx);
+  const term = tf ? { kind: tf.kind, after: Number(tf.after != null ? tf.after : 1) } : null;
   const snapshot = settings.mode === 'snapshot' || !!snapFault || !!r.d.snapshot;
   const delay = Math.max(settings.pieceDelayMs, r.d.slow || 0, slow ? Number(slow.ms || 200) : 0);
   const taskId = `task_${hex(8)}`;
@@ -484,9 +482,9 @@ async function clerk(req, res, u, route) {
     const sid = route.params[0];
     if (sid !== acct.sessionId) { reject('clerk_session'); return send(res, 404, { errors: [{ code: 'resource_not_found', message: 'Session not found' }] }); }
     if (route.name === 'POST /tokens') {
-      const f401 = takeFault('token_401', ctx);
-      if (f401) return send(res, 401, { errors: [{ code: f401.code || 'authentication_invalid', message: 'Unauthenticated' }] });
-      if (takeFault('token_500', ctx)) return send(res, 500, { errors: [{ code: 'internal_clerk_error', message: 'Oops, an unexpected error occurred' }] });
+      const tf = takeFault(['token_401', 'token_500'], ctx);
+      if (tf && tf.kind === 'token_401') return send(res, 401, { errors: [{ code: tf.code || 'authentication_invalid', message: 'Unauthenticated' }] });
+      if (tf) return send(res, 500, { errors: [{ code: 'internal_clerk_error', message: 'Oops, an unexpected error occurred' }] });
       const form = new URLSearchParams(body && body.buf ? body.buf.toString('utf8') : '');
       const org = form.get('organization_id');
       if (org && org !== acct.orgId) { reject('clerk_org'); return send(res, 403, { errors: [{ code: 'not_a_member_in_organization', message: 'Not a member of this organization' }] }); }
@@ -620,9 +618,10 @@ function chatPost(req, res, acct, body, bad, notFound) {
   const b = parseJson(body.buf);
   const cid = b && typeof b.chatHistoryId === 'string' ? b.chatHistoryId : null;
   ctx.chat = cid;
-  if (takeFault('chat_413', ctx)) return send(res, 413, { error: 'Message too large' });
-  if (takeFault('chat_500', ctx)) return send(res, 500, 'Internal Server Error');
-  const f429 = takeFault('chat_429', ctx);
+  const cf = takeFault(['chat_413', 'chat_500', 'chat_429'], ctx);
+  if (cf && cf.kind === 'chat_413') return send(res, 413, { error: 'Message too large' });
+  if (cf && cf.kind === 'chat_500') return send(res, 500, 'Internal Server Error');
+  const f429 = cf && cf.kind === 'chat_429' ? cf : null;
   if (f429) {
     if (f429.code === 'concurrency') return send(res, 429, { error: 'Too many concurrent tasks', code: 'CONCURRENCY_LIMIT' });
     const retryAt = new Date(Date.now() + 1000 * Number(f429.seconds != null ? f429.seconds : 3600)).toISOString();
