@@ -82,8 +82,10 @@ const DEFAULT_MODEL = 'claude_sonnet_4_5';
 const FAULT_KINDS = new Set([
   'token_401', 'token_500', 'client_401', 'rotate', 'chat_429', 'chat_500', 'chat_413', 'project_500',
   'offers_500', 'adapters_500', 'preferred_500', 'ws_reject', 'ws_drop', 'ws_close', 'ws_stall',
-  'malformed', 'huge', 'slow', 'snapshot', 'no_final_state', 'billing_limit',
+  'malformed', 'huge', 'slow', 'snapshot', 'no_final_state', 'billing_limit', 'presign_500',
 ]);
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
+const IMAGE_MAX = 10 * 1024 * 1024;
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -108,6 +110,7 @@ let counters;
 let rejected;
 let faultsFired;
 let replySeq;
+let uploads; // key -> {mediaType, contentLength, account, data: Buffer|null}
 const sockets = new Map(); // chatHistoryId -> Set<WebSocket>
 let wsOpen = 0;
 
@@ -130,6 +133,7 @@ function reset() {
   rejected = Object.create(null);
   faultsFired = Object.create(null);
   replySeq = 0;
+  uploads = new Map();
   for (const set of sockets.values()) for (const ws of set) ws.close(1001, 'simulator reset');
 }
 reset();
@@ -605,6 +609,22 @@ async function rest(req, res, u, route) {
       count('chats_deleted');
       return send(res, 200, { success: true });
     }
+    case 'POST /images/presign': {
+      if (takeFault('presign_500', ctx)) return ise();
+      const b = json();
+      if (!b || !Array.isArray(b.images) || !b.images.length || b.images.length > 10) return bad('images must be a non-empty array (10 at most)');
+      for (const im of b.images) {
+        if (!im || !IMAGE_TYPES.has(im.mediaType)) return bad(`unsupported mediaType ${im && im.mediaType}`);
+        if (!Number.isInteger(im.contentLength) || im.contentLength <= 0 || im.contentLength > IMAGE_MAX) return bad('contentLength must be 1..10485760');
+      }
+      const host = `http://${req.headers.host}`;
+      const out = b.images.map((im) => {
+        const key = `${hex(12)}.${im.mediaType.split('/')[1]}`;
+        uploads.set(key, { mediaType: im.mediaType, contentLength: im.contentLength, account: acct.index, data: null });
+        return { key, uploadUrl: `${host}/__uploads/${key}?X-Sim-Signature=${hex(8)}`, publicUrl: `${host}/__images/${key}`, mediaType: im.mediaType };
+      });
+      return send(res, 200, { uploads: out });
+    }
     case 'POST /engine-agent/chat':
       return chatPost(req, res, acct, body, bad, notFound);
     default:
@@ -665,7 +685,11 @@ function chatPost(req, res, acct, body, bad, notFound) {
   if (!chat) chat = newChat(cid, acct, '2025');
   chat.prompts.push(text);
   chat.models.push(adapter.key);
-  chat.images.push(Array.isArray(b.imageUrls) ? b.imageUrls : []);
+  chat.images.push(Array.isArray(b.imageUrls) ? b.imageUrls.map((url) => {
+    const m = /\/__images\/([^/?#]+)$/.exec(String(url));
+    const item = m && uploads.get(m[1]);
+    return { url, uploaded: !!(item && item.data), bytes: item && item.data ? item.data.length : 0 };
+  }) : []);
   chat.updatedAt = new Date().toISOString();
   acct.dailyUsage += adapter.usageMultiplier;
   count('chats_accepted');
@@ -744,6 +768,27 @@ async function control(req, res, u) {
   return send(res, 404, { error: 'unknown control endpoint' });
 }
 
+// Stand-in for the object store behind /images/presign: PUT to the upload URL, GET the public URL.
+async function storage(req, res, u) {
+  const up = u.pathname.startsWith('/__uploads/');
+  const key = decodeURIComponent(u.pathname.slice(up ? 11 : 10));
+  const item = uploads.get(key);
+  if (up) {
+    count('PUT upload');
+    const body = await readBody(req, IMAGE_MAX);
+    if (req.method !== 'PUT' || !item || !u.searchParams.get('X-Sim-Signature')) return send(res, 403, 'AccessDenied');
+    const type = String(req.headers['content-type'] || '').split(';')[0].trim();
+    if (body.over || body.size !== item.contentLength || type !== item.mediaType) { reject('upload_mismatch'); return send(res, 403, 'SignatureDoesNotMatch'); }
+    item.data = body.buf;
+    return send(res, 200);
+  }
+  count('GET image');
+  req.resume();
+  if (req.method !== 'GET' || !item || !item.data) return send(res, 404, 'NoSuchKey');
+  res.writeHead(200, { 'Content-Type': item.mediaType, 'Content-Length': item.data.length });
+  return res.end(item.data);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Routing
 
@@ -757,6 +802,7 @@ const ROUTES = [
   ['POST', /^\/projects\/create-hosted$/, 'POST /projects/create-hosted', rest],
   ['POST', /^\/engine-agent\/offers$/, 'POST /engine-agent/offers', rest],
   ['POST', /^\/engine-agent\/chat$/, 'POST /engine-agent/chat', rest],
+  ['POST', /^\/images\/presign$/, 'POST /images/presign', rest],
   ['GET', /^\/engine-agent\/chat-histories$/, 'GET /chat-histories', rest],
   ['DELETE', /^\/engine-agent\/chat-histories\/([^/]+)$/, 'DELETE /chat-histories', rest],
 ];
@@ -771,6 +817,7 @@ async function onRequest(req, res) {
   const u = parseUrl(req.url);
   if (!u) return send(res, 400, { error: 'bad url' });
   if (u.pathname.startsWith('/__sim/')) return control(req, res, u);
+  if (u.pathname.startsWith('/__uploads/') || u.pathname.startsWith('/__images/')) return storage(req, res, u);
   if (req.headers.origin !== ORIGIN) {
     reject('origin');
     req.resume();

@@ -334,3 +334,32 @@ test('chat histories: list and delete', async () => {
   assert.equal(st.counters.chats_deleted, 1);
   assert.equal(st.chats[a].deleted, true);
 });
+
+test('images: presign, PUT the bytes, pass the public URL in imageUrls', async () => {
+  const c = await ready();
+  const id = (await c.project()).projectId;
+  const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+  let r = await c.rest('POST', '/images/presign', { images: [{ mediaType: 'image/png', contentLength: png.length }] });
+  assert.equal(r.status, 200);
+  const up = r.body.uploads[0];
+  assert.match(up.uploadUrl, /\/__uploads\//);
+  // wrong length or type is refused like a bad signature
+  let p = await fetch(up.uploadUrl, { method: 'PUT', headers: { 'Content-Type': 'image/jpeg' }, body: png });
+  assert.equal(p.status, 403);
+  p = await fetch(up.uploadUrl, { method: 'PUT', headers: { 'Content-Type': 'image/png' }, body: png });
+  assert.equal(p.status, 200);
+  const g = await fetch(up.publicUrl);
+  assert.deepEqual(Buffer.from(await g.arrayBuffer()), png);
+  r = await c.rest('POST', '/engine-agent/chat', { ...c.chatBody(id, 'what is this?'), imageUrls: [up.publicUrl, 'https://example.invalid/x.png'] });
+  assert.equal(r.status, 202);
+  await sim.replyDone(id);
+  const ch = await sim.chat(id);
+  assert.deepEqual(ch.images[0], [{ url: up.publicUrl, uploaded: true, bytes: png.length }, { url: 'https://example.invalid/x.png', uploaded: false, bytes: 0 }]);
+  assert.equal((await c.rest('POST', '/images/presign', { images: [{ mediaType: 'text/plain', contentLength: 3 }] })).status, 400);
+  await sim.faults([{ kind: 'presign_500' }]);
+  assert.equal((await c.rest('POST', '/images/presign', { images: [{ mediaType: 'image/png', contentLength: 3 }] })).status, 500);
+  const st = await sim.stats();
+  assert.equal(st.counters['POST /images/presign'], 3);
+  assert.equal(st.counters['PUT upload'], 2);
+  assert.equal(st.rejected.upload_mismatch, 1);
+});
