@@ -148,7 +148,7 @@ function takeFault(kind, ctx = {}) {
   for (let i = 0; i < faults.length; i++) {
     const f = faults[i];
     if (Array.isArray(kind) ? !kind.includes(f.kind) : f.kind !== kind) continue;
-    if (f.account != null && ctx.account != null && Number(f.account) !== ctx.account) continue;
+    if (f.account != null && Number(f.account) !== ctx.account) continue;
     if (f.chatHistoryId != null && f.chatHistoryId !== ctx.chat) continue;
     if (f.times > 0) { f.times--; if (f.times === 0) faults.splice(i, 1); }
     faultsFired[f.kind] = (faultsFired[f.kind] || 0) + 1;
