@@ -105,3 +105,23 @@ test('fan-out: 1000 sockets on 50 chats all get their replies', async (t) => {
   assert.equal(st.counters.ws_connect, 1000);
   assert.equal(st.counters.replies_complete, 50);
 });
+
+test('--mode snapshot from the command line; reset keeps the command-line settings', async (t) => {
+  const sim = await startSim(['--mode', 'snapshot', '--task-limit', '3', '--daily-limit', '7', '--jwt-ttl', '30']);
+  t.after(() => sim.stop());
+  const c = sim.client();
+  const jwt = await c.token();
+  const p = JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url'));
+  assert.equal(p.exp - p.iat, 30);
+  const b = (await c.rest('GET', '/billing')).body;
+  assert.deepEqual([b.dailyLimit, b.weeklyLimit, b.taskConcurrencyLimit], [7, 21, 3]);
+  const id = (await c.project()).projectId;
+  const s = await c.stream(id);
+  await c.send(id, '[pieces=3]');
+  await s.waitEnd();
+  assert.deepEqual(s.inners().filter((o) => o.type === 'chat').map((o) => o.chat.content), ['w1 ', 'w1 w2 ', 'w1 w2 w3']);
+  s.close();
+  await sim.config({ mode: 'delta' });
+  await sim.reset();
+  assert.equal((await sim.stats()).settings.mode, 'snapshot');
+});
