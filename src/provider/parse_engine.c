@@ -1,0 +1,354 @@
+/* parse_engine.c - EngineLabs REST bodies: the project made per
+ * conversation, billing and 429 limits, and excerpts of error bodies. */
+#include "provider/parse.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+static enum gw_err load_object(const char *body, size_t n, json_t **out)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body ? body : "", body ? n : 0, 0, &jerr);
+	if (!root)
+		return json_error_code(&jerr) == json_error_out_of_memory ? GW_ENOMEM : GW_EPROTO;
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return GW_EPROTO;
+	}
+	*out = root;
+	return GW_OK;
+}
+
+/* ---- project --------------------------------------------------------- */
+
+/* The ids go into URLs: [A-Za-z0-9_-] only, 1..size-1 bytes. */
+static bool copy_url_id(const json_t *v, char *dst, size_t size)
+{
+	dst[0] = '\0';
+	if (!json_is_string(v))
+		return false;
+	const char *s = json_string_value(v);
+	size_t n = json_string_length(v);
+	if (n == 0 || n >= size)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	memcpy(dst, s, n + 1);
+	return true;
+}
+
+enum gw_err engine_parse_project(const char *body, size_t n, struct engine_project *out)
+{
+	json_t *root;
+	memset(out, 0, sizeof(*out));
+	enum gw_err err = load_object(body, n, &root);
+	if (err)
+		return err;
+	if (!copy_url_id(json_object_get(root, "projectId"), out->project_id, sizeof(out->project_id)) ||
+	    !copy_url_id(json_object_get(root, "workspaceId"), out->workspace_id,
+			 sizeof(out->workspace_id))) {
+		memset(out, 0, sizeof(*out));
+		err = GW_EPROTO;
+	}
+	json_decref(root);
+	return err;
+}
+
+/* ---- billing --------------------------------------------------------- */
+
+/* Reads exactly k digits. */
+static bool digits(const char **p, const char *end, int k, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < k; i++) {
+		if (*p >= end || **p < '0' || **p > '9')
+			return false;
+		v = v * 10 + (*(*p)++ - '0');
+	}
+	*out = v;
+	return true;
+}
+
+static bool expect(const char **p, const char *end, char c)
+{
+	if (*p < end && **p == c) {
+		(*p)++;
+		return true;
+	}
+	return false;
+}
+
+/* "Z", "+HH:MM", "+HHMM" or "+HH" (and '-'); seconds east of UTC. */
+static bool parse_offset(const char *p, const char *end, int *off)
+{
+	int hh, mm = 0;
+	*off = 0;
+	if (p < end && (*p == 'Z' || *p == 'z'))
+		return p + 1 == end;
+	if (p >= end || (*p != '+' && *p != '-'))
+		return false;
+	int sign = *p++ == '-' ? -1 : 1;
+	if (!digits(&p, end, 2, &hh))
+		return false;
+	if (p < end) {
+		expect(&p, end, ':');
+		if (!digits(&p, end, 2, &mm))
+			return false;
+	}
+	if (p != end || hh > 23 || mm > 59)
+		return false;
+	*off = sign * (hh * 3600 + mm * 60);
+	return true;
+}
+
+/* ISO-8601 / RFC 3339 date-time with an explicit zone, e.g.
+ * "2026-11-25T10:00:00.000Z" or "2026-11-25T10:00:00+00:00". */
+static bool parse_iso8601(const char *s, size_t n, int64_t *out)
+{
+	const char *p = s, *end = s + n;
+	struct tm tm = { 0 };
+	int y, mo, d, h, mi, sec = 0, off;
+	if (!digits(&p, end, 4, &y) || !expect(&p, end, '-') || !digits(&p, end, 2, &mo) ||
+	    !expect(&p, end, '-') || !digits(&p, end, 2, &d))
+		return false;
+	if (!(expect(&p, end, 'T') || expect(&p, end, 't') || expect(&p, end, ' ')))
+		return false;
+	if (!digits(&p, end, 2, &h) || !expect(&p, end, ':') || !digits(&p, end, 2, &mi))
+		return false;
+	if (expect(&p, end, ':')) {
+		if (!digits(&p, end, 2, &sec))
+			return false;
+		if (expect(&p, end, '.') || expect(&p, end, ',')) {
+			const char *f = p;
+			while (p < end && *p >= '0' && *p <= '9')
+				p++;
+			if (p == f)
+				return false;
+		}
+	}
+	if (!parse_offset(p, end, &off) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+	    mi > 59 || sec > 60)
+		return false;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	*out = (int64_t)timegm(&tm) - off;
+	return true;
+}
+
+/* A time given as ISO text or as a number of seconds (or milliseconds,
+ * which JavaScript backends like to send). 0 when not understood. */
+static int64_t time_of(const json_t *v)
+{
+	int64_t t = 0;
+	if (json_is_string(v)) {
+		if (!parse_iso8601(json_string_value(v), json_string_length(v), &t))
+			return 0;
+	} else if (json_is_number(v)) {
+		double d = json_number_value(v);
+		if (!(d > 0 && d < 1e15))
+			return 0;
+		t = (int64_t)(d >= 1e11 ? d / 1000 : d);
+	}
+	return t > 0 ? t : 0;
+}
+
+/* Integer fields tolerate a JSON real; anything else leaves *out alone. */
+static void long_of(const json_t *v, long *out)
+{
+	if (json_is_integer(v)) {
+		json_int_t x = json_integer_value(v);
+		*out = x > LONG_MAX ? LONG_MAX : x < LONG_MIN ? LONG_MIN : (long)x;
+	} else if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (isfinite(d) && d > (double)LONG_MIN && d < (double)LONG_MAX)
+			*out = (long)d;
+	}
+}
+
+enum gw_err engine_parse_billing(const char *body, size_t n, struct engine_billing *out)
+{
+	json_t *root;
+	memset(out, 0, sizeof(*out));
+	enum gw_err err = load_object(body, n, &root);
+	if (err)
+		return err;
+	const json_t *reached = json_object_get(root, "hasReachedLimit");
+	const json_t *limit = json_object_get(root, "limitReached");
+	/* 429 bodies carry limitReached without hasReachedLimit; when both
+	 * exist the boolean is the authority. */
+	if (json_is_boolean(reached))
+		out->has_reached_limit = json_is_true(reached);
+	else
+		out->has_reached_limit = json_is_object(limit);
+	out->retry_at = time_of(json_object_get(limit, "retryAt"));
+	if (!out->retry_at)
+		out->retry_at = time_of(json_object_get(root, "retryAt"));
+	long_of(json_object_get(root, "dailyUsage"), &out->daily_usage);
+	long_of(json_object_get(root, "dailyLimit"), &out->daily_limit);
+	long_of(json_object_get(root, "taskConcurrencyLimit"), &out->task_concurrency_limit);
+	if (out->task_concurrency_limit < 0)
+		out->task_concurrency_limit = 0;
+	json_decref(root);
+	return GW_OK;
+}
+
+/* ---- error excerpts -------------------------------------------------- */
+
+/* Builds a single printable line into a fixed array: controls become
+ * spaces, runs of spaces collapse, invalid UTF-8 becomes '?', and the text
+ * is cut before a character that would not fit whole. */
+struct line {
+	char *out;
+	size_t cap, len;   /* cap excludes the NUL */
+	bool space, full, in_tag;
+};
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong 3/4-byte forms, surrogates and code points past U+10FFFF. */
+	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
+	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return len;
+}
+
+/* C0/C1 controls, DEL and the Unicode line/paragraph separators. */
+static bool is_break(const unsigned char *s, size_t len)
+{
+	if (len == 1)
+		return s[0] < 0x20 || s[0] == 0x7f || s[0] == ' ';
+	if (len == 2)
+		return s[0] == 0xc2 && s[1] < 0xa0;
+	return len == 3 && s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9);
+}
+
+static void line_put(struct line *l, const unsigned char *s, size_t len)
+{
+	if (l->full)
+		return;
+	if (is_break(s, len)) {
+		l->space = l->len > 0;
+		return;
+	}
+	size_t need = len + (l->space ? 1 : 0);
+	if (l->len + need > l->cap) {
+		l->full = true;
+		return;
+	}
+	if (l->space)
+		l->out[l->len++] = ' ';
+	l->space = false;
+	memcpy(l->out + l->len, s, len);
+	l->len += len;
+}
+
+static void line_add(struct line *l, const char *text, size_t n, bool strip_tags)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t i = 0;
+	while (i < n && !l->full) {
+		size_t len = utf8_len(s + i, n - i);
+		if (strip_tags && (s[i] == '<' || s[i] == '>' || l->in_tag)) {
+			/* A tag separates words: "<td>a</td><td>b" reads "a b". */
+			l->in_tag = s[i] == '<' || (l->in_tag && s[i] != '>');
+			l->space = l->len > 0;
+			i += len ? len : 1;
+			continue;
+		}
+		if (len == 0) {
+			line_put(l, (const unsigned char *)"?", 1);
+			i++;
+		} else {
+			line_put(l, s + i, len);
+			i += len;
+		}
+	}
+}
+
+static void line_add_json(struct line *l, const json_t *v)
+{
+	line_add(l, json_string_value(v), json_string_length(v), false);
+}
+
+/* The human part of a JSON error body: {"error":"X","message":"Y"} gives
+ * "X: Y"; {"error":{"message":"Y"}} and Clerk's {"errors":[{"message"}]}
+ * give "Y". False if there is none. */
+static bool excerpt_json(struct line *l, const json_t *root)
+{
+	const json_t *e = json_object_get(root, "error");
+	const json_t *m = json_object_get(root, "message");
+	if (json_is_object(e))
+		e = json_object_get(e, "message");
+	if (!json_is_string(e) && !json_is_string(m)) {
+		const json_t *first = json_array_get(json_object_get(root, "errors"), 0);
+		m = json_object_get(first, "long_message");
+		if (!json_is_string(m))
+			m = json_object_get(first, "message");
+	}
+	if (json_is_string(e) && json_string_length(e)) {
+		line_add_json(l, e);
+		if (json_is_string(m) && json_string_length(m) && !json_equal(e, m)) {
+			line_add(l, ":", 1, false);
+			l->space = true;
+			line_add_json(l, m);
+		}
+	} else if (json_is_string(m) && json_string_length(m)) {
+		line_add_json(l, m);
+	}
+	return l->len > 0;
+}
+
+void engine_error_excerpt(const char *body, size_t n, char *out, size_t outlen)
+{
+	if (!out || outlen == 0)
+		return;
+	struct line l = { .out = out, .cap = outlen - 1 };
+	if (!body)
+		n = 0;
+	size_t i = 0;
+	while (i < n && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+		i++;
+	bool done = false;
+	if (i < n && body[i] == '{') {
+		json_t *root;
+		if (load_object(body, n, &root) == GW_OK) {
+			done = excerpt_json(&l, root);
+			json_decref(root);
+		}
+	}
+	if (!done) {
+		l.len = 0;
+		l.space = l.full = false;
+		line_add(&l, body, n, i < n && body[i] == '<');
+	}
+	out[l.len] = '\0';
+}
