@@ -1,0 +1,35 @@
+/* httpc_internal.h - what ws.c needs from httpc.c: the multi handle, the
+ * loop, and a way to get told when an easy handle it added is done.
+ * Not for other modules. */
+#ifndef GW_HTTPC_INTERNAL_H
+#define GW_HTTPC_INTERNAL_H
+
+#include "net/httpc.h"
+
+#include <curl/curl.h>
+
+/* CURLOPT_PRIVATE of every easy handle on the multi points to one of these;
+ * httpc calls done() from the loop when curl reports CURLMSG_DONE for it.
+ * done() may remove and free its own handle and start or cancel others. */
+struct httpc_owner {
+	void (*done)(struct httpc_owner *o, CURLcode res);
+};
+
+struct event_base *httpc__base(struct httpc *h);
+const char *httpc__user_agent(const struct httpc *h);
+
+/* Options every easy handle gets: NOSIGNAL, CA bundle, connect timeout,
+ * protocols limited to http(s), user agent. */
+enum gw_err httpc__setup_easy(struct httpc *h, CURL *e) GW_MUSTCHECK;
+
+/* Adds e to the multi (counted in httpc_active); curl calls back through
+ * owner->done, never from inside this function. */
+enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner) GW_MUSTCHECK;
+/* Removes e from the multi; for a CONNECT_ONLY handle this closes its
+ * connection. Does not free e. */
+void httpc__remove(struct httpc *h, CURL *e);
+
+/* WebSockets alive on h (httpc_free asserts there are none). */
+void httpc__ws_ref(struct httpc *h, int delta);
+
+#endif

@@ -1,0 +1,24 @@
+/* ws_internal.h - pure pieces of ws.c exposed for unit tests and fuzzing. */
+#ifndef GW_WS_INTERNAL_H
+#define GW_WS_INTERNAL_H
+
+#include "gw.h"
+
+/* The server's answer to the Upgrade request may not exceed this. */
+#define WS_HS_MAX_BYTES 16384
+
+/* accept = base64(SHA1(key + RFC 6455 GUID)); out gets 28 chars + NUL. */
+void ws__accept_for_key(const char *key, char out[29]);
+
+/* Parses the answer to the Upgrade request in p[0..n).
+ *   GW_EAGAIN  header block not complete yet (and n < WS_HS_MAX_BYTES)
+ *   GW_OK      101 with Upgrade: websocket, Connection: upgrade and the
+ *              Sec-WebSocket-Accept equal to `accept`; *hdr_len is the
+ *              length of the header block, bytes after it are frames
+ *   GW_EAUTH   401 or 403
+ *   GW_EPROTO  anything else
+ * *status is the HTTP status once a status line parsed, else 0. */
+enum gw_err ws__parse_handshake(const char *p, size_t n, const char *accept, int *status,
+				size_t *hdr_len) GW_MUSTCHECK;
+
+#endif
