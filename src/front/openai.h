@@ -1,7 +1,8 @@
 /* openai.h - the OpenAI chat-completions wire format: request parsing and
  * validation into the neutral struct chat_req, and the JSON / SSE text of
- * replies, models and errors. Pure functions: no I/O, no globals beyond a
- * per-thread id generator, so every entry point can be fuzzed.
+ * replies, models and errors. Pure functions: no I/O and no shared state
+ * (only per-thread: the id generator and the error-param text), so every
+ * entry point can be fuzzed and N worker threads may call them at once.
  *
  * Output functions append to a struct buf. They are all-or-nothing: on
  * failure (GW_ELIMIT when the buf's ceiling is hit, GW_ENOMEM) the buf is
