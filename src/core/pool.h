@@ -1,0 +1,74 @@
+/* pool.h - the upstream accounts (one per configured cookie) and what is
+ * shared about them between workers: the Clerk session and JWT (one
+ * refresh in flight per account), the rotated cookie, the team-wide
+ * preferred model (a gate that serialises switches), and the model list.
+ *
+ * All functions are thread-safe. "Waiting" functions return GW_EAGAIN after
+ * queueing the waiter; its callback then runs on the waiter's loop and the
+ * caller asks again. */
+#ifndef GW_POOL_H
+#define GW_POOL_H
+
+#include "gw.h"
+#include "core/chat.h"
+#include "core/models.h"
+#include "core/waitq.h"
+
+struct app;
+struct worker;
+struct gw_config;
+struct pool;
+struct account;
+
+struct pool *pool_new(struct app *app, const struct gw_config *cfg, char *err, size_t errlen);
+void pool_free(struct pool *p);
+/* SIGHUP: a changed cookie replaces the account's (and revives it). */
+void pool_reload(struct pool *p, const struct gw_config *cfg);
+
+/* An account for a new conversation (round-robin over usable ones), or
+ * NULL with e filled (503 when none is configured or usable). */
+struct account *pool_pick(struct pool *p, struct chat_error *e);
+/* The account with this id if it is usable now, else NULL. */
+struct account *pool_find(struct pool *p, const char *id);
+
+const char *account_id(const struct account *a);
+
+/* What a request needs to talk to the upstream as this account. */
+struct account_creds {
+	char *cookie;    /* the __client value (secret); gw_free */
+	char *jwt;       /* fresh JWT (secret); gw_free */
+	char user_id[128];
+	char org_id[128];
+};
+void account_creds_release(struct account_creds *c);
+
+/* GW_OK: creds filled with a JWT valid for at least 15 s more.
+ * GW_EAGAIN: wt queued; ask again when it fires (wt->err says how it went).
+ * Other: e filled (401 signed out -> 503 for the client, upstream errors -> 502).
+ * force: the upstream refused the current JWT; mint a new one. */
+enum gw_err account_creds_get(struct account *a, struct worker *w, bool force, struct waiter *wt,
+			      struct account_creds *out, struct chat_error *e) GW_MUSTCHECK;
+/* Marks a failed wait (cancel): call on the waiter's thread. */
+void account_wait_cancel(struct account *a, struct waiter *wt);
+
+/* The model gate. GW_OK: granted; *need_switch says the caller must PATCH
+ * the preferred model and then call account_model_switched. GW_EAGAIN: wt
+ * queued; when it fires it is granted and wt->flag is need_switch. */
+enum gw_err account_model_acquire(struct account *a, const char *model_key, struct waiter *wt,
+				  bool *need_switch) GW_MUSTCHECK;
+void account_model_switched(struct account *a, const char *model_key, bool ok);
+void account_model_release(struct account *a);
+
+/* The model list: a shared, immutable snapshot. */
+struct models_snap {
+	struct model_list list;
+	int64_t fetched;     /* unix seconds */
+};
+/* GW_OK: *out is a reference (release with models_snap_unref).
+ * GW_EAGAIN: wt queued. Other: e filled. */
+enum gw_err pool_models(struct pool *p, struct worker *w, struct waiter *wt,
+			const struct models_snap **out, struct chat_error *e) GW_MUSTCHECK;
+void pool_models_cancel(struct pool *p, struct waiter *wt);
+void models_snap_unref(const struct models_snap *s);
+
+#endif

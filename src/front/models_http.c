@@ -1,0 +1,126 @@
+/* models_http.c - GET /v1/models and GET /v1/models/{id}. */
+#include "config.h"
+#include "core/app.h"
+#include "core/pool.h"
+#include "front/openai.h"
+#include "front/server.h"
+#include "util/buf.h"
+
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct models_req {
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	struct req_ctx *ctx;
+	struct waiter wt;
+	bool waiting;
+	char id[256];      /* "" = the list */
+};
+
+static void mr_free(struct models_req *mr)
+{
+	if (mr->waiting)
+		pool_models_cancel(mr->ctx->w->app->pool, &mr->wt);
+	waiter_fini(&mr->wt);
+	req_ctx_free(mr->ctx);
+	gw_free(mr);
+}
+
+static void answer(struct models_req *mr, const struct models_snap *snap)
+{
+	struct buf b;
+	buf_init(&b, 4u << 20);
+	enum gw_err err;
+	if (!mr->id[0]) {
+		err = oai_models_json(&b, &snap->list, snap->fetched);
+	} else {
+		const struct model_info *m = models_resolve(&snap->list, mr->id);
+		if (!m || !m->enabled) {
+			struct chat_error e;
+			chat_error_set(&e, 404, "invalid_request_error", "model_not_found",
+				       "The model '%.100s' does not exist. List the available models with GET /v1/models.",
+				       mr->id);
+			server_reply_error(mr->req, mr->ctx, &e);
+			buf_release(&b);
+			return;
+		}
+		err = oai_model_json(&b, m, snap->fetched);
+	}
+	if (err) {
+		struct chat_error e;
+		chat_error_set(&e, 500, "server_error", NULL, "could not encode the model list");
+		server_reply_error(mr->req, mr->ctx, &e);
+	} else {
+		server_reply_json(mr->req, mr->ctx, 200, b.p, b.len);
+	}
+	buf_release(&b);
+}
+
+/* Returns true when mr was answered (and freed). */
+static bool try_answer(struct models_req *mr)
+{
+	const struct models_snap *snap;
+	struct chat_error e;
+	enum gw_err err = pool_models(mr->ctx->w->app->pool, mr->ctx->w, &mr->wt, &snap, &e);
+	if (err == GW_EAGAIN) {
+		mr->waiting = true;
+		return false;
+	}
+	if (mr->evcon)
+		evhttp_connection_set_closecb(mr->evcon, NULL, NULL);
+	if (err)
+		server_reply_error(mr->req, mr->ctx, &e);
+	else {
+		answer(mr, snap);
+		models_snap_unref(snap);
+	}
+	mr_free(mr);
+	return true;
+}
+
+static void on_wait(struct waiter *wt, void *arg)
+{
+	GW_UNUSED(wt);
+	struct models_req *mr = arg;
+	mr->waiting = false;
+	try_answer(mr);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+	GW_UNUSED(evcon);
+	mr_free(arg);
+}
+
+static void start(struct evhttp_request *req, struct req_ctx *ctx, const char *id)
+{
+	struct models_req *mr = gw_calloc(1, sizeof(*mr));
+	if (!mr || waiter_init(&mr->wt, ctx->w->base, on_wait, mr) != GW_OK) {
+		gw_free(mr);
+		evhttp_send_error(req, 503, "Service Unavailable");
+		req_ctx_free(ctx);
+		return;
+	}
+	mr->req = req;
+	mr->ctx = ctx;
+	snprintf(mr->id, sizeof(mr->id), "%s", id);
+	if (!try_answer(mr)) {
+		mr->evcon = evhttp_request_get_connection(req);
+		evhttp_connection_set_closecb(mr->evcon, on_close, mr);
+	}
+}
+
+void models_http_list(struct evhttp_request *req, struct req_ctx *ctx)
+{
+	start(req, ctx, "");
+}
+
+void models_http_get(struct evhttp_request *req, struct req_ctx *ctx, const char *id)
+{
+	char *dec = evhttp_uridecode(id, 0, NULL);
+	start(req, ctx, dec ? dec : id);
+	free(dec);
+}
