@@ -18,6 +18,10 @@
 #define HTTPC_CONNECT_TIMEOUT_MS 10000L
 #define HTTPC_CALL_TIMEOUT_MS 30000L
 #define HTTPC_MAX_RESP_BYTES ((size_t)1 << 20)
+/* Connection cache size. curl's default (4 x easy handles in the multi)
+ * shrinks as calls finish, closing keep-alive connections a burst just
+ * opened. WebSocket connections count here too but are never evicted. */
+#define HTTPC_MAX_CONNS 4096L
 
 struct httpc_sock {
 	struct httpc *h;
@@ -202,6 +206,7 @@ struct httpc *httpc_new(struct event_base *base, const struct httpc_opts *opts)
 	    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) ||
 	    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_fn) ||
 	    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) ||
+	    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, HTTPC_MAX_CONNS) ||
 	    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 			      opts->max_host_conns > 0 ? opts->max_host_conns : 0L))
 		goto fail;
