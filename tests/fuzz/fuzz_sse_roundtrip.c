@@ -58,6 +58,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	GW_ASSERT(b.len > 8 && memcmp(b.p, "data: ", 6) == 0);
 	GW_ASSERT(memcmp(b.p + b.len - 2, "\n\n", 2) == 0);
 	GW_ASSERT(memchr(b.p, '\n', b.len - 2) == NULL); /* one line: SSE framing holds */
+	GW_ASSERT(memchr(b.p, '\r', b.len) == NULL);
 	json_error_t je;
 	json_t *j = json_loadb(b.p + 6, b.len - 8, JSON_ALLOW_NUL, &je);
 	GW_ASSERT(j != NULL);

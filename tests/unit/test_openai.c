@@ -61,6 +61,7 @@ static json_t *sse_json(const char *p, size_t n)
 	assert_memory_equal(p, "data: ", 6);
 	assert_memory_equal(p + n - 2, "\n\n", 2);
 	assert_null(memchr(p, '\n', n - 2)); /* one line per event */
+	assert_null(memchr(p, '\r', n));
 	json_error_t je;
 	json_t *j = json_loadb(p + 6, n - 8, JSON_ALLOW_NUL, &je);
 	if (!j)
