@@ -19,18 +19,18 @@ test-deps:
 build: deps
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGW_BIN_DIR=$(CURDIR)/build \
 		-DGW_TESTS=ON $(CMAKE_FLAGS) >/dev/null
-	@cmake --build build/release -j$(JOBS) -- --no-print-directory 2>&1 | grep -vE '^\[|^(Consolidate|Scanning|Built target)' || true
+	@cmake --build build/release -j$(JOBS) -- --no-print-directory >build/release.log 2>&1 || { cat build/release.log; exit 1; }
 	@test -x build/enginelabs-2api
 
 asan: deps
 	@cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON -DGW_BIN_DIR=$(CURDIR)/build/asan \
 		$(CMAKE_FLAGS) >/dev/null
-	@cmake --build build/asan -j$(JOBS) -- --no-print-directory 2>&1 | grep -vE '^\[|^(Consolidate|Scanning|Built target)' || true
+	@cmake --build build/asan -j$(JOBS) -- --no-print-directory >build/asan.log 2>&1 || { cat build/asan.log; exit 1; }
 	@test -x build/asan/enginelabs-2api
 
 fuzz: deps
 	@cmake -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DGW_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
-	@cmake --build build/fuzz -j$(JOBS) -- --no-print-directory 2>&1 | grep -vE '^\[|^(Consolidate|Scanning|Built target)' || true
+	@cmake --build build/fuzz -j$(JOBS) -- --no-print-directory >build/fuzz.log 2>&1 || { cat build/fuzz.log; exit 1; }
 
 run: build
 	@scripts/run.sh
