@@ -256,7 +256,7 @@ static enum gw_err parse_role(const json_t *msg, size_t i, enum chat_role *role,
 static enum gw_err parse_message(const json_t *msg, size_t i, struct chat_msg *m,
 				 size_t *total, struct chat_error *err)
 {
-	enum chat_role role;
+	enum chat_role role = ROLE_USER;
 	if (!json_is_object(msg))
 		return bad(err, "invalid_type", param_fmt("messages[%zu]", i),
 			   "'%s' must be an object with 'role' and 'content'", param_tls);
