@@ -91,14 +91,18 @@ static bool is_client_name(const char *name, size_t nlen)
 
 /* ---- cookie as pasted ------------------------------------------------ */
 
-/* A bare value has no ';' and no '=' except base64 padding at its end. */
+/* A bare value has no ';' and no '=' except base64 padding ("=" or "=="
+ * ending a multiple of 4 bytes), so "__client=" and "a=" are pairs. */
 static bool looks_bare(const char *s, size_t n)
 {
+	size_t body = n;
 	if (memchr(s, ';', n))
 		return false;
-	while (n && s[n - 1] == '=')
-		n--;
-	return memchr(s, '=', n) == NULL;
+	while (body && s[body - 1] == '=')
+		body--;
+	if (memchr(s, '=', body))
+		return false;
+	return body == n || (n - body <= 2 && n % 4 == 0);
 }
 
 static enum gw_err store_value(struct buf *value, const char *v, size_t n)
