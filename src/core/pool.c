@@ -306,7 +306,7 @@ struct refresh {
 	struct worker *w;
 	struct gw_config *cfg;
 	char *cookie;
-	bool tried_client; /* GET /v1/client done in this refresh */
+	bool rediscovered; /* the session was looked up again after a refused mint */
 };
 
 static void refresh_step(struct refresh *r);
@@ -409,8 +409,9 @@ static void on_token(const struct httpc_resp *resp, void *arg)
 		refresh_fail(r, GW_EUPSTREAM, resp_status_class(resp), "upstream_unreachable", "token", resp);
 		return;
 	}
-	if ((resp->status == 401 || resp->status == 404) && !r->tried_client) {
-		/* The session may have ended or changed: discover it again. */
+	if ((resp->status == 401 || resp->status == 404) && !r->rediscovered) {
+		/* The session may have ended or changed: discover it again, once. */
+		r->rediscovered = true;
 		pthread_mutex_lock(&r->a->lock);
 		r->a->have_sess = false;
 		pthread_mutex_unlock(&r->a->lock);
@@ -443,7 +444,6 @@ static void on_client(const struct httpc_resp *resp, void *arg)
 {
 	struct refresh *r = arg;
 	apply_rotation(r, resp);
-	r->tried_client = true;
 	if (resp->err != GW_OK) {
 		refresh_fail(r, GW_EUPSTREAM, resp_status_class(resp), "upstream_unreachable", "session", resp);
 		return;

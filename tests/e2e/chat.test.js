@@ -8,7 +8,7 @@ const { startSim, startGateway, collectStream, findChat, readSSE, waitFor } = re
 
 let sim, gw, client;
 let nonce = 0;
-const tag = () => `n${process.pid}x${++nonce}`;
+const tag = () => `n${process.pid}x${++nonce}q`; // q ends it: x1q is not in x10q
 
 test.before(async () => {
   sim = await startSim(['--port', '0']);
