@@ -358,8 +358,6 @@ static bool load_env_file(struct gw_config *c, const char *path, char *err, size
 		return missing;
 	bool ok = true;
 	int lineno = 0;
-	char *save = NULL;
-	/* strtok_r skips empty lines, so count lines by hand. */
 	for (char *p = data; ok && p && *p;) {
 		char *nl = strchr(p, '\n');
 		if (nl)
@@ -368,7 +366,6 @@ static bool load_env_file(struct gw_config *c, const char *path, char *err, size
 		ok = env_line(c, p, path, lineno, err, errlen);
 		p = nl ? nl + 1 : NULL;
 	}
-	(void)save;
 	gw_free(data);
 	return ok;
 }
