@@ -8,9 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+struct mem_link {
+	struct mem_link *prev, *next;
+};
+
 struct mem_item {
-	struct mem_item *hnext;       /* hash chain */
-	struct mem_item *prev, *next; /* LRU list, head = newest */
+	struct mem_link lru;    /* LRU list, head = newest */
+	struct mem_item *hnext; /* hash chain */
 	uint64_t hash;
 	int64_t used;    /* last get or put (TTL of conversations) */
 	int64_t expires; /* kv only, 0 = never */
@@ -26,8 +30,10 @@ struct mem_table {
 	size_t nslots; /* power of two */
 	size_t count;
 	size_t max;
-	struct mem_item lru; /* sentinel */
+	struct mem_link lru; /* sentinel */
 };
+
+#define ITEM_OF(l) ((struct mem_item *)(void *)((char *)(l) - offsetof(struct mem_item, lru)))
 
 struct mem {
 	struct mem_table conv, kv;
@@ -65,16 +71,16 @@ static void item_free(struct mem_item *it)
 
 static void lru_unlink(struct mem_item *it)
 {
-	it->prev->next = it->next;
-	it->next->prev = it->prev;
+	it->lru.prev->next = it->lru.next;
+	it->lru.next->prev = it->lru.prev;
 }
 
 static void lru_push_front(struct mem_table *t, struct mem_item *it)
 {
-	it->next = t->lru.next;
-	it->prev = &t->lru;
-	t->lru.next->prev = it;
-	t->lru.next = it;
+	it->lru.next = t->lru.next;
+	it->lru.prev = &t->lru;
+	t->lru.next->prev = &it->lru;
+	t->lru.next = &it->lru;
 }
 
 static void tbl_touch(struct mem_table *t, struct mem_item *it, int64_t now)
@@ -142,14 +148,14 @@ static struct mem_item *tbl_add(struct mem_table *t, const void *key, size_t kle
 	lru_push_front(t, it);
 	t->count++;
 	while (t->count > t->max)
-		tbl_remove(t, t->lru.prev);
+		tbl_remove(t, ITEM_OF(t->lru.prev));
 	return it;
 }
 
 static void tbl_free(struct mem_table *t)
 {
 	while (t->lru.next != &t->lru && t->slots)
-		tbl_remove(t, t->lru.next);
+		tbl_remove(t, ITEM_OF(t->lru.next));
 	gw_free(t->slots);
 	t->slots = NULL;
 }
@@ -251,12 +257,12 @@ static void mem_sweep(void *be, int64_t now)
 	/* The LRU tail is the least recently used, so expired conversations
 	 * sit together at the tail. kv expiries are per item: walk them all
 	 * (a handful of per-account values). */
-	while (m->conv.lru.prev != &m->conv.lru && conv_expired(m, m->conv.lru.prev, now))
-		tbl_remove(&m->conv, m->conv.lru.prev);
-	for (struct mem_item *it = m->kv.lru.next, *next; it != &m->kv.lru; it = next) {
-		next = it->next;
-		if (kv_expired(it, now))
-			tbl_remove(&m->kv, it);
+	while (m->conv.lru.prev != &m->conv.lru && conv_expired(m, ITEM_OF(m->conv.lru.prev), now))
+		tbl_remove(&m->conv, ITEM_OF(m->conv.lru.prev));
+	for (struct mem_link *l = m->kv.lru.next, *next; l != &m->kv.lru; l = next) {
+		next = l->next;
+		if (kv_expired(ITEM_OF(l), now))
+			tbl_remove(&m->kv, ITEM_OF(l));
 	}
 }
 
