@@ -79,7 +79,9 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct worker *w = arg;
-	if (w->n_calls == 0) {
+	/* Wait for every worker: the main thread joins the others once its own
+	 * loop ends, which must not cut their streams short. */
+	if (atomic_load(&w->app->streams) == 0) {
 		event_base_loopexit(w->base, NULL);
 		return;
 	}
