@@ -98,6 +98,21 @@ static void call_fail(struct call *c, int status, const char *type, const char *
 
 /* ---- after the reply: remember where this conversation lives --------- */
 
+static void head_name(const char *chat_id, char *out, size_t n)
+{
+	snprintf(out, n, "head:%s", chat_id);
+}
+
+static void key_hex(const uint8_t key[CONV_KEY_LEN], char out[2 * CONV_KEY_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < CONV_KEY_LEN; i++) {
+		out[2 * i] = digits[key[i] >> 4];
+		out[2 * i + 1] = digits[key[i] & 15];
+	}
+	out[2 * CONV_KEY_LEN] = '\0';
+}
+
 static void on_saved(enum gw_err err, void *arg)
 {
 	if (err)
@@ -122,6 +137,18 @@ static void save_mapping(struct call *c, const char *chat_id, const char *worksp
 	if (!rid || store_conv_put(c->w->app->store, c->w->base, key, &e, on_saved, rid, &op) != GW_OK) {
 		gw_free(rid);
 		log_warn(c->rid, "conversation mapping not saved (store refused it)");
+		return;
+	}
+	/* The chat's head: only a request that continues from exactly here may
+	 * continue this upstream chat (see check_head). */
+	char name[160], hex[2 * CONV_KEY_LEN + 1];
+	head_name(chat_id, name, sizeof(name));
+	key_hex(key, hex);
+	rid = gw_strdup(c->rid);
+	if (!rid || store_kv_put(c->w->app->store, c->w->base, name, hex, strlen(hex), c->cfg->store_ttl, on_saved,
+				 rid, &op) != GW_OK) {
+		gw_free(rid);
+		log_warn(c->rid, "conversation head not saved (store refused it)");
 	}
 }
 
@@ -220,17 +247,43 @@ static void choose_account(struct call *c)
 	start_turn(c);
 }
 
+/* A hit is used only if the upstream chat is still where this history
+ * ends: a regenerated or edited turn, or a second conversation with the
+ * same opening, branches off instead of writing into a chat that moved on. */
+static void on_head(enum gw_err err, const char *value, size_t len, void *arg)
+{
+	struct call *c = arg;
+	c->op = NULL;
+	char hex[2 * CONV_KEY_LEN + 1];
+	key_hex(c->key, hex);
+	if (err) {
+		log_warn(c->rid, "store unavailable (%s): starting a new upstream chat", gw_strerror(err));
+		c->have_hit = false;
+	} else if (!value || len != strlen(hex) || memcmp(value, hex, len) != 0) {
+		log_info(c->rid, "the conversation branched (edited, regenerated or a copy): new upstream chat");
+		c->have_hit = false;
+	}
+	choose_account(c);
+}
+
 static void on_lookup(enum gw_err err, const struct conv_entry *e, void *arg)
 {
 	struct call *c = arg;
 	c->op = NULL;
 	if (err)
 		log_warn(c->rid, "store unavailable (%s): continuing without conversation memory", gw_strerror(err));
-	if (e) {
-		c->hit = *e;
-		c->have_hit = true;
+	if (!e) {
+		choose_account(c);
+		return;
 	}
-	choose_account(c);
+	c->hit = *e;
+	c->have_hit = true;
+	char name[160];
+	head_name(e->chat_id, name, sizeof(name));
+	if (store_kv_get(c->w->app->store, c->w->base, name, on_head, c, &c->op) != GW_OK) {
+		c->have_hit = false;
+		choose_account(c);
+	}
 }
 
 static void lookup(struct call *c)
