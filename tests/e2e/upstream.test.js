@@ -147,3 +147,44 @@ test('the 2025 flow: no project, plain prompt with adapterName, user-id token', 
     await sim25.stop();
   }
 });
+
+test('one Clerk session lookup, one JWT mint and one model fetch however many requests wait', async () => {
+  const sim2 = await startSim(['--port', '0']);
+  const gw2 = await startGateway(sim2);
+  try {
+    const c = gw2.client();
+    const n = 50;
+    const rs = await Promise.all(Array.from({ length: n }, (_, i) =>
+      c.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: `first wave ${i}` }] })));
+    assert.equal(rs.length, n);
+    const cn = (await sim2.stats()).counters;
+    assert.equal(cn['GET /v1/client'], 1);
+    assert.equal(cn['POST /tokens'], 1);
+    assert.equal(cn['GET /chat/adapters'], 1);
+    assert.equal(cn['POST /projects/create-hosted'], n, 'one project per new conversation');
+  } finally {
+    await gw2.stop();
+    await sim2.stop();
+  }
+});
+
+test('concurrent requests for different models each run on the model they asked for', async () => {
+  const models = ['gpt-5.4', 'claude-sonnet-4-5', 'gpt-5', 'claude-sonnet-4-5', 'gpt-5.4', 'gpt-5'];
+  const keys = { 'gpt-5.4': 'gpt_5_4', 'claude-sonnet-4-5': 'claude_sonnet_4_5', 'gpt-5': 'gpt_5' };
+  const before = (await sim.stats()).counters['PATCH /teams/preferred-model'] || 0;
+  const tags = [];
+  await Promise.all(Array.from({ length: 30 }, (_, i) => {
+    const model = models[i % models.length];
+    const m = tag();
+    tags.push([m, model]);
+    return client.chat.completions.create({ model, messages: [{ role: 'user', content: `model check ${m}` }] })
+      .then((r) => assert.equal(r.model, model));
+  }));
+  const st = await sim.stats();
+  for (const [m, model] of tags) {
+    const chat = Object.values(st.chats).find((c) => c.prompts.some((p) => p.includes(m)));
+    assert.equal(chat.models[0], keys[model], `${m} asked for ${model}`);
+  }
+  const patches = st.counters['PATCH /teams/preferred-model'] - before;
+  assert.ok(patches >= 2 && patches <= 30, `model switches: ${patches}`);
+});
