@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -747,6 +748,22 @@ static enum gw_err open_loop(struct store *s)
 	return GW_OK;
 }
 
+/* The store thread takes no signals: SIGTERM and friends belong to the main
+ * loop, and SIGPIPE from a write to a dead redis socket (hiredis uses plain
+ * write()) must become EPIPE, not kill the process. */
+static int start_thread(struct store *s)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	int rc = pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (rc)
+		return rc;
+	rc = pthread_create(&s->thread, NULL, store_main, s);
+	int rc2 = pthread_sigmask(SIG_SETMASK, &old, NULL);
+	GW_ASSERT(rc2 == 0);
+	return rc;
+}
+
 static struct store *store_open_url(const struct store_url *u, const struct store_opts *opts,
 				    char *err, size_t errlen)
 {
@@ -770,7 +787,7 @@ static struct store *store_open_url(const struct store_url *u, const struct stor
 	}
 	/* The sweep also runs once at open, first thing on the thread. */
 	event_active(s->sweep_ev, EV_TIMEOUT, 0);
-	int rc = pthread_create(&s->thread, NULL, store_main, s);
+	int rc = start_thread(s);
 	if (rc) {
 		seterr(err, errlen, "store: cannot start its thread: %s", strerror(rc));
 		open_undo(s);
