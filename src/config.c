@@ -350,12 +350,9 @@ static bool env_line(struct gw_config *c, char *line, const char *path, int line
 	return set_value(c, k, env_value(eq + 1), src, err, errlen);
 }
 
-static bool load_env_file(struct gw_config *c, const char *path, char *err, size_t errlen)
+/* Parses .env text in place (data is modified; NUL-terminated). */
+static bool load_env_text(struct gw_config *c, char *data, const char *path, char *err, size_t errlen)
 {
-	bool missing;
-	char *data = read_small_file(path, &missing, err, errlen);
-	if (!data)
-		return missing;
 	bool ok = true;
 	int lineno = 0;
 	for (char *p = data; ok && p && *p;) {
@@ -366,6 +363,16 @@ static bool load_env_file(struct gw_config *c, const char *path, char *err, size
 		ok = env_line(c, p, path, lineno, err, errlen);
 		p = nl ? nl + 1 : NULL;
 	}
+	return ok;
+}
+
+static bool load_env_file(struct gw_config *c, const char *path, char *err, size_t errlen)
+{
+	bool missing;
+	char *data = read_small_file(path, &missing, err, errlen);
+	if (!data)
+		return missing;
+	bool ok = load_env_text(c, data, path, err, errlen);
 	gw_free(data);
 	return ok;
 }
@@ -471,7 +478,7 @@ static bool validate(struct gw_config *c, char *err, size_t errlen)
 	return true;
 }
 
-struct gw_config *config_load(const char *env_path, int argc, char **argv, char *err, size_t errlen)
+static struct gw_config *config_defaults(char *err, size_t errlen)
 {
 	struct gw_config *c = gw_calloc(1, sizeof(*c));
 	if (!c) {
@@ -479,10 +486,40 @@ struct gw_config *config_load(const char *env_path, int argc, char **argv, char 
 		return NULL;
 	}
 	atomic_init(&c->refs, 1);
-	bool ok = true;
-	for (size_t i = 0; ok && i < GW_ARRAY_LEN(keys); i++)
-		ok = set_value(c, &keys[i], keys[i].def, "default", err, errlen);
-	ok = ok && (!env_path || load_env_file(c, env_path, err, errlen));
+	for (size_t i = 0; i < GW_ARRAY_LEN(keys); i++) {
+		if (!set_value(c, &keys[i], keys[i].def, "default", err, errlen)) {
+			config_unref(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+struct gw_config *config_load_env_text(const char *text, size_t n, char *err, size_t errlen)
+{
+	if (n > CFG_ENV_MAX_BYTES || memchr(text, '\0', n)) {
+		snprintf(err, errlen, ".env: larger than 1 MiB or contains NUL bytes");
+		return NULL;
+	}
+	char *copy = gw_strndup(text, n);
+	struct gw_config *c = copy ? config_defaults(err, errlen) : NULL;
+	if (!copy)
+		snprintf(err, errlen, "out of memory");
+	bool ok = c && load_env_text(c, copy, ".env", err, errlen) && validate(c, err, errlen);
+	gw_free(copy);
+	if (!ok) {
+		config_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct gw_config *config_load(const char *env_path, int argc, char **argv, char *err, size_t errlen)
+{
+	struct gw_config *c = config_defaults(err, errlen);
+	if (!c)
+		return NULL;
+	bool ok = (!env_path || load_env_file(c, env_path, err, errlen));
 	ok = ok && load_environ(c, err, errlen);
 	ok = ok && load_flags(c, argc, argv, err, errlen);
 	ok = ok && validate(c, err, errlen);

@@ -72,6 +72,10 @@ struct gw_config {
  * that names the key, the source and the bad value (redacted if secret). */
 struct gw_config *config_load(const char *env_path, int argc, char **argv, char *err, size_t errlen);
 
+/* The same from .env text alone (no environment, no flags): for tests and
+ * the fuzzer. */
+struct gw_config *config_load_env_text(const char *text, size_t n, char *err, size_t errlen);
+
 struct gw_config *config_ref(struct gw_config *c);
 void config_unref(struct gw_config *c);
 
