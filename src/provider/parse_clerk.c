@@ -31,12 +31,12 @@ static void trim(const char **s, size_t *n)
 		(*n)--;
 }
 
-/* Trims whitespace, then one pair of surrounding double quotes, then
- * whitespace again (people paste '"a=b; c=d"' as well as ' "VALUE" '). */
+/* Trims whitespace, then one pair of surrounding quotes, then whitespace
+ * again: people paste "a=b; c=d" or 'VALUE' straight from a shell line. */
 static void trim_quotes(const char **s, size_t *n)
 {
 	trim(s, n);
-	if (*n >= 2 && (*s)[0] == '"' && (*s)[*n - 1] == '"') {
+	if (*n >= 2 && ((*s)[0] == '"' || (*s)[0] == '\'') && (*s)[*n - 1] == (*s)[0]) {
 		(*s)++;
 		*n -= 2;
 		trim(s, n);

@@ -140,6 +140,9 @@ static void test_cookie_forms(void **state)
 	assert_cookie("YWJjZA==", "YWJjZA==");              /* base64 padding stays */
 	assert_cookie("  abc \r\n", "abc");
 	assert_cookie("\"abc\"", "abc");
+	assert_cookie("'abc'", "abc");
+	assert_cookie("'__client=abc; a=b'", "abc");
+	assert_cookie("'abc", "'abc");                /* not a pair: a cookie-octet */
 	assert_cookie("__client=abc", "abc");
 	assert_cookie(" __client = \"abc\" ", "abc");
 	assert_cookie("__client=YWJjZA==", "YWJjZA==");
@@ -159,6 +162,7 @@ static void test_cookie_bad(void **state)
 	assert_cookie_bad("");
 	assert_cookie_bad("   \t ");
 	assert_cookie_bad("\"\"");
+	assert_cookie_bad("'\"");
 	assert_cookie_bad("__client=");
 	assert_cookie_bad("__client=\"\"");
 	assert_cookie_bad("__client=; a=b");
