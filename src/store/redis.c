@@ -427,26 +427,28 @@ static int build(struct rd *r, struct store_op *op, const char *key, char *val, 
 	return argc;
 }
 
-static bool send_cmd(struct rd *r, struct store_op *op, int argc, const char **argv,
-		     const size_t *lens)
+static enum gw_err send_cmd(struct rd *r, struct store_op *op, int argc, const char **argv,
+			    const size_t *lens)
 {
 	struct rcmd *c = gw_calloc(1, sizeof(*c));
 	if (!c)
-		return false;
+		return GW_ENOMEM;
 	c->r = r;
 	c->op = op;
 	c->timer = evtimer_new(r->base, on_cmd_timeout, c);
-	if (!c->timer ||
-	    redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
-		if (c->timer)
-			event_free(c->timer);
+	if (!c->timer) {
 		gw_free(c);
-		return false;
+		return GW_ENOMEM;
+	}
+	if (redisAsyncCommandArgv(r->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
+		event_free(c->timer);
+		gw_free(c);
+		return GW_EIO;
 	}
 	if (evtimer_add(c->timer, &r->timeout))
 		log_error(NULL, "redis store: cannot arm a command timer");
 	r->busy++;
-	return true;
+	return GW_OK;
 }
 
 /* A hit is a use: push the expiry out again (fire and forget; a failure
@@ -477,8 +479,9 @@ static void rd_exec(void *be, struct store_op *op)
 	}
 	key_name(op, key, sizeof(key));
 	argc = build(r, op, key, val, sizeof(val), ex, sizeof(ex), argv, lens);
-	if (!argc || !send_cmd(r, op, argc, argv, lens)) {
-		fail_now(op, argc ? GW_EIO : GW_EINVAL);
+	enum gw_err err = argc ? send_cmd(r, op, argc, argv, lens) : GW_EINVAL;
+	if (err) {
+		fail_now(op, err);
 		return;
 	}
 	if (op->kind == STORE_OP_CONV_GET)

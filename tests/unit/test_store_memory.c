@@ -554,6 +554,42 @@ static void test_max_entries(void **state)
 }
 #endif
 
+/* Every allocation on the way may fail: the call then returns an error and
+ * its callback never runs, or the callback runs exactly once (maybe with
+ * GW_ENOMEM from the store thread). Nothing leaks (ASan) or hangs. */
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	struct store *s = t_open();
+	struct event_base *b = t_base();
+	uint8_t k[32];
+	mkkey(k, 1, 12);
+	for (unsigned long n = 1; n <= 8; n++) {
+		struct res r = { 0 }, g = { 0 };
+		struct conv_entry e;
+		mkentry(&e, "af");
+		gw_alloc_fail_at(n);
+		enum gw_err pe = store_kv_put(s, b, "af", "v", 1, 0, on_done, &r, NULL);
+		enum gw_err ge = store_kv_get(s, b, "af", on_kv, &g, NULL);
+		enum gw_err ce = store_conv_put(s, NULL, k, &e, NULL, NULL, NULL);
+		if (pe == GW_OK)
+			assert_true(wait_calls(b, &r.calls, T_WAIT_MS));
+		if (ge == GW_OK)
+			assert_true(wait_calls(b, &g.calls, T_WAIT_MS));
+		gw_alloc_fail_at(0);
+		assert_int_equal(r.calls, pe == GW_OK);
+		assert_int_equal(g.calls, ge == GW_OK);
+		assert_true(pe == GW_OK || pe == GW_ENOMEM);
+		assert_true(ge == GW_OK || ge == GW_ENOMEM);
+		assert_true(ce == GW_OK || ce == GW_ENOMEM);
+		assert_true(r.err == GW_OK || r.err == GW_ENOMEM);
+		assert_true(g.err == GW_OK || g.err == GW_ENOMEM);
+		res_clear(&g);
+	}
+	store_close(s);
+	event_base_free(b);
+}
+
 #define T_COMMON_TESTS \
 	cmocka_unit_test(test_conv_roundtrip), \
 	cmocka_unit_test(test_conv_put_invalid), \
@@ -563,7 +599,8 @@ static void test_max_entries(void **state)
 	cmocka_unit_test(test_cancel_queued), \
 	cmocka_unit_test(test_cancel_delivering), \
 	cmocka_unit_test(test_two_threads), \
-	cmocka_unit_test(test_close_drains)
+	cmocka_unit_test(test_close_drains), \
+	cmocka_unit_test(test_alloc_failures)
 
 /* ---- memory only ----------------------------------------------------- */
 
