@@ -580,8 +580,12 @@ static void io_pass(struct ws *w)
 	if (failed) {
 		/* wslay failed the connection (close frame queued and, best
 		 * effort, sent above): the peer broke the protocol or sent a
-		 * message over max_msg_bytes. */
-		finish(w, w->too_big ? GW_ELIMIT : GW_EPROTO, w->too_big ? 1009 : 1002, 101);
+		 * message over max_msg_bytes. wslay checks the size before our
+		 * frame callback runs, so the code it sent tells which. */
+		bool big = w->too_big || (wslay_event_get_close_sent(w->ctx) &&
+					  wslay_event_get_status_code_sent(w->ctx) ==
+						  WSLAY_CODE_MESSAGE_TOO_BIG);
+		finish(w, big ? GW_ELIMIT : GW_EPROTO, big ? 1009 : 1002, 101);
 		return;
 	}
 	if (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))

@@ -1,0 +1,762 @@
+/* test_ws.c - the WebSocket client against tests/unit/ws_peer.js (node),
+ * over ws:// and, with a self-signed certificate made at test time, wss://. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "net/httpc.h"
+#include "net/ws.h"
+#include "net/ws_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- the peer processes (one plain, one TLS) ---- */
+
+struct peer {
+	pid_t pid;
+	int stdin_fd;
+	int port;
+};
+
+static struct peer plain_peer = { -1, -1, 0 }, tls_peer = { -1, -1, 0 };
+static char tmpdir[64];
+static char cert_path[128];
+
+static bool spawn(const char *const argv[], struct peer *p)
+{
+	int in[2], out[2];
+	/* CLOEXEC: a later peer must not inherit this one's stdin, or
+	 * closing it would not reach EOF. */
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
+		return false;
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		close(in[0]);
+		close(in[1]);
+		close(out[0]);
+		close(out[1]);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	p->pid = pid;
+	p->stdin_fd = in[1];
+	char line[32] = { 0 };
+	size_t n = 0;
+	while (n < sizeof(line) - 1 && !strchr(line, '\n')) {
+		struct pollfd pf = { out[0], POLLIN, 0 };
+		if (poll(&pf, 1, 15000) <= 0)
+			break;
+		ssize_t r = read(out[0], line + n, sizeof(line) - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(out[0]);
+	p->port = atoi(line);
+	return p->port > 0;
+}
+
+static int run_cmd(const char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int st = 0;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool make_cert(void)
+{
+	char key[128], subj_alt[] = "subjectAltName=IP:127.0.0.1";
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/gw-test-ws-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return false;
+	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", tmpdir);
+	snprintf(key, sizeof(key), "%s/key.pem", tmpdir);
+	const char *const argv[] = { "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+				     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+				     "-out", cert_path, "-days", "1", "-subj", "/CN=127.0.0.1",
+				     "-addext", subj_alt, NULL };
+	return run_cmd(argv) == 0;
+}
+
+static void stop_peer(struct peer *p)
+{
+	if (p->pid <= 0)
+		return;
+	close(p->stdin_fd); /* the peer exits when stdin closes or on SIGTERM */
+	kill(p->pid, SIGTERM);
+	int st;
+	waitpid(p->pid, &st, 0);
+	p->pid = -1;
+}
+
+static int group_setup(void **state)
+{
+	GW_UNUSED(state);
+	signal(SIGPIPE, SIG_IGN);
+	const char *const argv[] = { "node", "tests/unit/ws_peer.js", NULL };
+	if (!spawn(argv, &plain_peer)) {
+		fprintf(stderr, "cannot start tests/unit/ws_peer.js (node, run from repo root)\n");
+		return -1;
+	}
+	if (make_cert()) {
+		char key[128];
+		snprintf(key, sizeof(key), "%s/key.pem", tmpdir);
+		const char *const targv[] = { "node", "tests/unit/ws_peer.js", "--tls", cert_path,
+					      key, NULL };
+		if (!spawn(targv, &tls_peer))
+			tls_peer.port = 0;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	GW_UNUSED(state);
+	stop_peer(&plain_peer);
+	stop_peer(&tls_peer);
+	if (tmpdir[0]) {
+		char p[160];
+		snprintf(p, sizeof(p), "%s/key.pem", tmpdir);
+		unlink(p);
+		unlink(cert_path);
+		rmdir(tmpdir);
+	}
+	return 0;
+}
+
+/* ---- per test: a loop and a client ---- */
+
+struct fx {
+	struct event_base *base;
+	struct httpc *h;
+	int done;
+	int want;
+	bool timed_out;
+	bool tls;
+};
+
+static int setup_common(void **state, bool tls)
+{
+	if (tls && tls_peer.port == 0) {
+		skip();
+	}
+	struct fx *f = calloc(1, sizeof(*f));
+	struct httpc_opts o = { .ca_bundle = tls ? cert_path : NULL };
+	f->tls = tls;
+	f->base = event_base_new();
+	f->h = httpc_new(f->base, &o);
+	assert_non_null(f->h);
+	*state = f;
+	return 0;
+}
+
+static int setup_plain(void **state)
+{
+	return setup_common(state, false);
+}
+
+static int setup_tls(void **state)
+{
+	return setup_common(state, true);
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (!f)
+		return 0;
+	assert_int_equal(httpc_active(f->h), 0);
+	httpc_free(f->h);
+	event_base_free(f->base);
+	free(f);
+	return 0;
+}
+
+static void on_safety(evutil_socket_t fd, short what, void *arg)
+{
+	struct fx *f = arg;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	f->timed_out = true;
+	event_base_loopbreak(f->base);
+}
+
+static void run(struct fx *f, int want)
+{
+	struct timeval tv = { 20, 0 };
+	struct event *safety = evtimer_new(f->base, on_safety, f);
+	f->want = want;
+	if (f->done < want) {
+		evtimer_add(safety, &tv);
+		event_base_dispatch(f->base);
+	}
+	event_free(safety);
+	assert_false(f->timed_out);
+	assert_int_equal(f->done, want);
+}
+
+static void mark(struct fx *f)
+{
+	if (++f->done >= f->want)
+		event_base_loopbreak(f->base);
+}
+
+struct cl {
+	struct fx *f;
+	struct ws *w;
+	int opened;
+	int texts;
+	char *last;
+	size_t last_len;
+	char log[1024];
+	bool closed;
+	enum gw_err err;
+	int code;
+	int http_status;
+	/* behaviour */
+	const char *send_on_open;
+	size_t send_len;
+	int close_after;      /* ws_close(1000) after this many texts */
+	int free_after;       /* ws_free after this many texts */
+	bool pause_first;     /* ws_pause(true) in the first on_text */
+	bool close_on_open;
+	int expect_len;       /* 0 = any */
+};
+
+static void cl_open(void *arg)
+{
+	struct cl *c = arg;
+	assert_false(c->closed);
+	c->opened++;
+	if (c->send_on_open)
+		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
+	if (c->close_on_open)
+		ws_close(c->w, 1000);
+}
+
+static void cl_text(void *arg, const char *p, size_t n)
+{
+	struct cl *c = arg;
+	assert_false(c->closed);
+	assert_int_equal(c->opened, 1);
+	c->texts++;
+	free(c->last);
+	c->last = malloc(n + 1);
+	memcpy(c->last, p, n);
+	c->last[n] = '\0';
+	c->last_len = n;
+	if (n < 64 && strlen(c->log) + n + 2 < sizeof(c->log)) {
+		if (c->log[0])
+			strcat(c->log, "|");
+		strncat(c->log, p, n);
+	}
+	if (c->free_after && c->texts == c->free_after) {
+		ws_free(c->w);
+		c->w = NULL;
+		mark(c->f);
+		return;
+	}
+	if (c->pause_first && c->texts == 1) {
+		ws_pause(c->w, true);
+		mark(c->f);
+	}
+	if (c->close_after && c->texts == c->close_after)
+		ws_close(c->w, 1000);
+}
+
+static void cl_close(void *arg, enum gw_err err, int code, int http_status)
+{
+	struct cl *c = arg;
+	assert_false(c->closed);
+	c->closed = true;
+	c->err = err;
+	c->code = code;
+	c->http_status = http_status;
+	ws_free(c->w); /* freeing from inside on_close is allowed */
+	c->w = NULL;
+	mark(c->f);
+}
+
+static const struct ws_cbs cl_cbs = { cl_open, cl_text, cl_close };
+
+static char *url_for(struct fx *f, const char *path)
+{
+	static char url[256];
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d%s", f->tls ? "wss" : "ws",
+		 f->tls ? tls_peer.port : plain_peer.port, path);
+	return url;
+}
+
+static void open_cl(struct fx *f, struct cl *c, const char *path, size_t max, long timeout)
+{
+	struct ws_opts o = { .url = url_for(f, path), .max_msg_bytes = max,
+			     .connect_timeout_ms = timeout };
+	static const char *const hdrs[] = { "Origin: https://cto.new", NULL };
+	o.headers = hdrs;
+	c->f = f;
+	assert_int_equal(ws_open(f->h, &o, &cl_cbs, c, &c->w), GW_OK);
+	assert_non_null(c->w);
+	assert_int_equal(c->opened, 0); /* never from inside ws_open */
+}
+
+static void cl_release(struct cl *c)
+{
+	ws_free(c->w);
+	free(c->last);
+}
+
+static void after_ms(struct fx *f, int ms, event_callback_fn fn, void *arg)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_base_once(f->base, -1, EV_TIMEOUT, fn, arg, &tv);
+}
+
+/* ---- tests ---- */
+
+static void test_echo(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .send_on_open = "hello", .send_len = 5, .close_after = 1 };
+	open_cl(f, &c, "/echo", 0, 0);
+	assert_int_equal(httpc_active(f->h), 1);
+	run(f, 1);
+	assert_int_equal(c.opened, 1);
+	assert_int_equal(c.texts, 1);
+	assert_string_equal(c.last, "hello");
+	assert_true(c.closed);
+	assert_int_equal(c.err, GW_OK);
+	assert_int_equal(c.code, 1000);
+	assert_int_equal(c.http_status, 101);
+	cl_release(&c);
+}
+
+static void test_frames_with_101(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .free_after = 2 };
+	open_cl(f, &c, "/after101", 0, 0);
+	run(f, 1);
+	assert_string_equal(c.log, "early|second");
+	assert_false(c.closed);
+	cl_release(&c);
+}
+
+static void check_pattern(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (char)('a' + i % 26))
+			fail_msg("byte %zu wrong", i);
+}
+
+static void test_big_message(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/big?n=1048576", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_int_equal(c.last_len, 1048576);
+	check_pattern(c.last, c.last_len);
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+static void test_over_limit(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { 0 };
+	open_cl(f, &c, "/big?n=1048576", 512 * 1024, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 0);
+	assert_int_equal(c.err, GW_ELIMIT);
+	assert_int_equal(c.code, 1009);
+	cl_release(&c);
+}
+
+static void test_big_send(void **state)
+{
+	struct fx *f = *state;
+	size_t n = 1 << 20;
+	char *msg = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		msg[i] = (char)('a' + i % 26);
+	struct cl c = { .send_on_open = msg, .send_len = n, .close_after = 1 };
+	open_cl(f, &c, "/echo", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.last_len, n);
+	assert_memory_equal(c.last, msg, n);
+	assert_int_equal(c.err, GW_OK);
+	free(msg);
+	cl_release(&c);
+}
+
+static void test_fragmented(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/frag", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_string_equal(c.last, "hello world");
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+static void test_ping_pong(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/ping", 0, 0);
+	run(f, 1);
+	assert_string_equal(c.last, "pong:p1"); /* the peer saw our automatic pong */
+	cl_release(&c);
+}
+
+static void test_server_close(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { 0 };
+	open_cl(f, &c, "/close?code=4001", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.opened, 1);
+	assert_int_equal(c.err, GW_OK);
+	assert_int_equal(c.code, 4001);
+	assert_int_equal(c.http_status, 101);
+	cl_release(&c);
+}
+
+static void test_drop(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { 0 };
+	open_cl(f, &c, "/drop", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 0);
+	assert_int_equal(c.err, GW_EIO);
+	cl_release(&c);
+}
+
+static void test_refused_upgrade(void **state)
+{
+	struct fx *f = *state;
+	struct cl a = { 0 }, b = { 0 };
+	open_cl(f, &a, "/auth", 0, 0);
+	open_cl(f, &b, "/e500", 0, 0);
+	run(f, 2);
+	assert_int_equal(a.opened, 0);
+	assert_int_equal(a.err, GW_EAUTH);
+	assert_int_equal(a.http_status, 401);
+	assert_int_equal(b.err, GW_EPROTO);
+	assert_int_equal(b.http_status, 500);
+	cl_release(&a);
+	cl_release(&b);
+}
+
+static void test_handshake_deadline(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { 0 };
+	open_cl(f, &c, "/silent", 0, 300);
+	run(f, 1);
+	assert_int_equal(c.opened, 0);
+	assert_int_equal(c.err, GW_ETIMEOUT);
+	cl_release(&c);
+}
+
+static void test_connect_refused(void **state)
+{
+	struct fx *f = *state;
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sin);
+	assert_int_equal(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	getsockname(s, (struct sockaddr *)&sin, &sl);
+	close(s);
+	char url[64];
+	snprintf(url, sizeof(url), "ws://127.0.0.1:%d/", ntohs(sin.sin_port));
+	struct cl c = { .f = f };
+	struct ws_opts o = { .url = url };
+	assert_int_equal(ws_open(f->h, &o, &cl_cbs, &c, &c.w), GW_OK);
+	run(f, 1);
+	assert_int_equal(c.err, GW_EIO);
+	cl_release(&c);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct cl *c = arg;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	/* 150 ms paused with 49 messages sent: none may have arrived. */
+	assert_int_equal(c->texts, 1);
+	c->close_after = 50;
+	ws_pause(c->w, false);
+}
+
+static void test_pause_resume(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .pause_first = true };
+	open_cl(f, &c, "/burst?n=50", 0, 0);
+	run(f, 1); /* first message, now paused */
+	after_ms(f, 150, resume_cb, &c);
+	run(f, 2); /* the close after message 50 */
+	assert_int_equal(c.texts, 50);
+	char want[1024] = "m0";
+	for (int i = 1; i < 50; i++)
+		sprintf(want + strlen(want), "|m%d", i);
+	assert_string_equal(c.log, want);
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	mark(arg);
+}
+
+static void test_free_in_on_text(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .free_after = 1 };
+	open_cl(f, &c, "/burst?n=50", 0, 0);
+	run(f, 1);
+	assert_null(c.w);
+	assert_int_equal(httpc_active(f->h), 0);
+	after_ms(f, 100, tick, f); /* nothing more may arrive */
+	run(f, 2);
+	assert_int_equal(c.texts, 1);
+	assert_false(c.closed);
+	cl_release(&c);
+}
+
+static void test_binary_ignored(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/binary", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_string_equal(c.last, "after-binary");
+	cl_release(&c);
+}
+
+static void test_close_from_client(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_on_open = true };
+	open_cl(f, &c, "/echo", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.err, GW_OK);
+	assert_int_equal(c.code, 1000);
+	cl_release(&c);
+}
+
+static void test_close_and_free_before_open(void **state)
+{
+	struct fx *f = *state;
+	struct cl a = { 0 }, b = { 0 };
+	open_cl(f, &a, "/echo", 0, 0);
+	open_cl(f, &b, "/echo", 0, 0);
+	assert_int_equal(ws_send_text(a.w, "x", 1), GW_EIO); /* not open yet */
+	ws_close(a.w, 1000);
+	ws_free(b.w);
+	b.w = NULL;
+	assert_int_equal(httpc_active(f->h), 1);
+	after_ms(f, 100, tick, f);
+	run(f, 2); /* a's on_close, then the tick */
+	assert_true(a.closed);
+	assert_int_equal(a.opened, 0);
+	assert_int_equal(a.err, GW_ECANCELED);
+	assert_false(b.closed);
+	assert_int_equal(b.opened, 0);
+	cl_release(&a);
+	cl_release(&b);
+}
+
+/* An idle, paused ws with unread input must survive curl looking for dead
+ * connections (it does so at most once a second, when a transfer needs a
+ * connection). */
+static void on_http(const struct httpc_resp *r, void *arg)
+{
+	struct cl *c = arg;
+	assert_int_equal(r->err, GW_OK);
+	ws_pause(c->w, false);
+}
+
+static void start_http(evutil_socket_t fd, short what, void *arg)
+{
+	struct cl *c = arg;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	char url[64];
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d/", c->f->tls ? "https" : "http",
+		 c->f->tls ? tls_peer.port : plain_peer.port);
+	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call *call;
+	assert_int_equal(httpc_call_start(c->f->h, &o, on_http, c, &call), GW_OK);
+}
+
+static void test_idle_survives_prune(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .pause_first = true, .close_after = 2 };
+	open_cl(f, &c, "/burst?n=2", 0, 0);
+	run(f, 1);
+	after_ms(f, 1200, start_http, &c);
+	run(f, 2);
+	assert_int_equal(c.texts, 2);
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+#define NCONC 200
+
+static void test_concurrent(void **state)
+{
+	struct fx *f = *state;
+	static struct cl c[NCONC];
+	static char msg[NCONC][16];
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < NCONC; i++) {
+		int n = snprintf(msg[i], sizeof(msg[i]), "hi %d", i);
+		c[i].send_on_open = msg[i];
+		c[i].send_len = (size_t)n;
+		c[i].close_after = 1;
+		open_cl(f, &c[i], "/echo", 0, 0);
+	}
+	assert_int_equal(httpc_active(f->h), NCONC);
+	run(f, NCONC);
+	for (int i = 0; i < NCONC; i++) {
+		assert_int_equal(c[i].err, GW_OK);
+		assert_string_equal(c[i].last, msg[i]);
+		cl_release(&c[i]);
+	}
+}
+
+/* ---- pure parts ---- */
+
+static void test_accept_key(void **state)
+{
+	GW_UNUSED(state);
+	char out[29];
+	ws__accept_for_key("dGhlIHNhbXBsZSBub25jZQ==", out); /* RFC 6455 section 1.3 */
+	assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+static void test_parse_handshake(void **state)
+{
+	GW_UNUSED(state);
+	const char *acc = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+	int st;
+	size_t hl;
+	const char *ok = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\n"
+			 "Connection: keep-alive, Upgrade\r\n"
+			 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x01x";
+	assert_int_equal(ws__parse_handshake(ok, strlen(ok), acc, &st, &hl), GW_OK);
+	assert_int_equal(st, 101);
+	assert_int_equal(hl, strlen(ok) - 3);
+	assert_int_equal(ws__parse_handshake(ok, 40, acc, &st, &hl), GW_EAGAIN);
+	const char *bad_acc = "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+			      "Sec-WebSocket-Accept: AAAA\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(bad_acc, strlen(bad_acc), acc, &st, &hl), GW_EPROTO);
+	const char *no_up = "HTTP/1.1 101 X\r\nConnection: upgrade\r\n"
+			    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(no_up, strlen(no_up), acc, &st, &hl), GW_EPROTO);
+	const char *ext = "HTTP/1.1 101 X\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+			  "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+			  "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(ext, strlen(ext), acc, &st, &hl), GW_EPROTO);
+	const char *forb = "HTTP/1.1 403 Forbidden\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(forb, strlen(forb), acc, &st, &hl), GW_EAUTH);
+	assert_int_equal(st, 403);
+	const char *junk = "HTTP/1.1 1x1 Nope\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(junk, strlen(junk), acc, &st, &hl), GW_EPROTO);
+	assert_int_equal(st, 0);
+	const char *nocolon = "HTTP/1.1 101 X\r\nbroken line\r\n\r\n";
+	assert_int_equal(ws__parse_handshake(nocolon, strlen(nocolon), acc, &st, &hl), GW_EPROTO);
+	char big[WS_HS_MAX_BYTES];
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(ws__parse_handshake(big, sizeof(big), acc, &st, &hl), GW_EPROTO);
+}
+
+static void test_bad_open(void **state)
+{
+	struct fx *f = *state;
+	struct ws *w = (void *)1;
+	struct ws_opts o = { .url = "ftp://127.0.0.1/" };
+	assert_int_equal(ws_open(f->h, &o, &cl_cbs, NULL, &w), GW_EINVAL);
+	assert_null(w);
+	const char *const inj[] = { "X: a\r\nY: b", NULL };
+	struct ws_opts o2 = { .url = "ws://127.0.0.1:1/", .headers = inj };
+	assert_int_equal(ws_open(f->h, &o2, &cl_cbs, NULL, &w), GW_EINVAL);
+	assert_int_equal(httpc_active(f->h), 0);
+	ws_free(NULL);
+	ws_close(NULL, 1000);
+	ws_pause(NULL, true);
+}
+
+#define BOTH(t)                                                           \
+	cmocka_unit_test_setup_teardown(t, setup_plain, teardown),        \
+	cmocka_unit_test_setup_teardown(t, setup_tls, teardown)
+
+int main(void)
+{
+	evthread_use_pthreads();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accept_key),
+		cmocka_unit_test(test_parse_handshake),
+		cmocka_unit_test_setup_teardown(test_bad_open, setup_plain, teardown),
+		BOTH(test_echo),
+		BOTH(test_frames_with_101),
+		BOTH(test_big_message),
+		BOTH(test_over_limit),
+		BOTH(test_big_send),
+		BOTH(test_fragmented),
+		BOTH(test_ping_pong),
+		BOTH(test_server_close),
+		BOTH(test_drop),
+		BOTH(test_refused_upgrade),
+		cmocka_unit_test_setup_teardown(test_handshake_deadline, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_refused, setup_plain, teardown),
+		BOTH(test_pause_resume),
+		BOTH(test_free_in_on_text),
+		BOTH(test_binary_ignored),
+		BOTH(test_close_from_client),
+		BOTH(test_close_and_free_before_open),
+		BOTH(test_idle_survives_prune),
+		BOTH(test_concurrent),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
