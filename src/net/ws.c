@@ -217,6 +217,13 @@ enum gw_err ws__parse_handshake(const char *p, size_t n, const char *accept, int
 	return GW_OK;
 }
 
+const char *ws__io_name(const struct ws *w)
+{
+	if (!w || w->state < WS_HS_SEND)
+		return "none";
+	return w->io == WS_IO_SSL ? "ssl" : w->io == WS_IO_CURL ? "curl" : "fd";
+}
+
 /* ---- raw I/O: fd, SSL object, or curl as a last resort ---- */
 
 static ssize_t io_recv(struct ws *w, void *p, size_t n)

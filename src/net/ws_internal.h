@@ -21,4 +21,8 @@ void ws__accept_for_key(const char *key, char out[29]);
 enum gw_err ws__parse_handshake(const char *p, size_t n, const char *accept, int *status,
 				size_t *hdr_len) GW_MUSTCHECK;
 
+struct ws;
+/* How an upgraded ws does its I/O: "fd", "ssl" or "curl" ("none" before). */
+const char *ws__io_name(const struct ws *w);
+
 #endif

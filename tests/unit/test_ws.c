@@ -256,6 +256,8 @@ static void cl_open(void *arg)
 {
 	struct cl *c = arg;
 	assert_false(c->closed);
+	/* wss must read through SSL_read, not curl_easy_recv. */
+	assert_string_equal(ws__io_name(c->w), c->f->tls ? "ssl" : "fd");
 	c->opened++;
 	if (c->send_on_open)
 		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
