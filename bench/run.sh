@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# bench/run.sh - the benchmark suite behind `make bench` (which builds the
+# gateway first). Starts the simulator, the gateway and nginx on 127.0.0.1
+# (free ports), drives them from a separate C load generator (bench/load.c),
+# prints a table and rewrites docs/benchmarks.md. Everything it starts is
+# stopped by pid, also on failure or Ctrl-C.
+#
+#   bench/run.sh            the full matrix (about 5 minutes on 2 cores)
+#   BENCH_QUICK=1 bench/run.sh   a few small scenarios (a smoke check)
+#   BENCH_PROFILE=0         skip the perf profile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=$ROOT/build/bench
+RUN=$(mktemp -d /tmp/el2a-bench.XXXXXX)
+mkdir -p "$OUT"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+T0=$(date +%s)
+PIDS=()
+KEY=bench-key-1
+GW_BIN=$ROOT/build/enginelabs-2api
+
+log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+alive() { # pid: running and not a zombie
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+stop_pid() { # pid: TERM, up to 5 s, then KILL; reaps it
+	local p=$1 i
+	if alive "$p"; then
+		kill -TERM "$p" 2>/dev/null || true
+		for i in $(seq 50); do alive "$p" || break; sleep 0.1; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null
+	fi
+	wait "$p" 2>/dev/null || true
+}
+
+forget_pid() { # pid: drop from PIDS once stopped
+	local keep=() p
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+cleanup() {
+	local i
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+	PIDS=()
+	rm -rf "$RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- prerequisites ----------------------------------------------------------
+
+# 10,000 streams need about 2 fds each in the gateway (client + upstream
+# WebSocket) and in nginx; children inherit this limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+
+if ! command -v nginx >/dev/null; then
+	log "installing nginx-light (the baseline)"
+	# Keep the package from starting a system nginx on port 80.
+	made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+	fi
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+	[ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+command -v nginx >/dev/null || die "nginx is not installed"
+[ -x "$GW_BIN" ] || die "$GW_BIN missing (run make build)"
+
+log "building the load generator"
+cc -O2 -g -std=gnu17 -Wall -Wextra -o "$OUT/load" bench/load.c $(pkg-config --cflags --libs libevent)
+LOAD=$OUT/load
+
+free_port() {
+	node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+wait_http() { # url what: up to 10 s
+	local i
+	for i in $(seq 100); do
+		curl -s -o /dev/null --max-time 1 "$1" && return 0
+		sleep 0.1
+	done
+	die "$2 did not answer at $1"
+}
+
+# ---- processes ----------------------------------------------------------------
+
+SIM_PID="" SIM_PORT="" GW_PID="" GW_PORT="" NG_PID="" NG_WORKER="" NG_UP_PORT="" NG_SSE_PORT=""
+
+start_sim() { # flow
+	local out=$RUN/sim.out i
+	: >"$out"
+	node tests/sim/sim.js --port 0 --jwt-ttl 3600 --flow "$1" >"$out" 2>>"$OUT/sim.log" &
+	SIM_PID=$!
+	PIDS+=("$SIM_PID")
+	for i in $(seq 100); do
+		SIM_PORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$out")
+		[ -n "$SIM_PORT" ] && return 0
+		alive "$SIM_PID" || break
+		sleep 0.1
+	done
+	die "the simulator did not start"
+}
+
+start_gw() { # flow
+	GW_PORT=$(free_port)
+	mkdir -p "$RUN/gw"
+	(cd "$RUN/gw" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
+		CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
+		ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
+		STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
+		"$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
+	GW_PID=$!
+	PIDS+=("$GW_PID")
+	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway"
+}
+
+start_nginx() { # relays to the simulator (upstream protocol) and to the gateway (SSE)
+	local d=$RUN/nginx i c
+	mkdir -p "$d"
+	NG_UP_PORT=$(free_port)
+	NG_SSE_PORT=$(free_port)
+	sed -e "s|@DIR@|$d|g; s|@NOFILE@|$NOFILE|g; s|@SIM_PORT@|$SIM_PORT|; s|@GW_PORT@|${GW_PORT:-$SIM_PORT}|" \
+		-e "s|@UP_PORT@|$NG_UP_PORT|; s|@SSE_PORT@|$NG_SSE_PORT|" bench/nginx.conf.in >"$d/nginx.conf"
+	nginx -e stderr -p "$d" -c "$d/nginx.conf" >>"$OUT/nginx.log" 2>&1 &
+	NG_PID=$!
+	PIDS+=("$NG_PID")
+	NG_WORKER=""
+	for i in $(seq 100); do
+		c=$(cat "/proc/$NG_PID/task/$NG_PID/children" 2>/dev/null || true)
+		NG_WORKER=${c%% *}
+		[ -n "$NG_WORKER" ] && break
+		alive "$NG_PID" || break
+		sleep 0.1
+	done
+	[ -n "$NG_WORKER" ] || die "nginx did not start (see $OUT/nginx.log)"
+	wait_http "http://127.0.0.1:$NG_UP_PORT/__sim/stats?chats=0" "nginx"
+}
+
+stop_all() {
+	local p
+	for p in "$NG_PID" "$GW_PID" "$SIM_PID"; do
+		[ -n "$p" ] || continue
+		stop_pid "$p"
+		forget_pid "$p"
+	done
+	SIM_PID="" GW_PID="" GW_PORT="" NG_PID="" NG_WORKER=""
+}
+
+# ---- one scenario -----------------------------------------------------------------
+
+# scenario TARGET FLOW CONC N WARMUP PIECES SLOW STREAM [extra load options]
+#   TARGET: gateway | nginx-upstream (nginx relays the upstream protocol;
+#   the load generator speaks it) | nginx-sse (nginx in front of the gateway)
+scenario() {
+	local target=$1 flow=$2 conc=$3 n=$4 warm=$5 pieces=$6 slow=$7 stream=$8
+	shift 8
+	local secs=$((pieces * slow / 1000))
+	local rto=$((secs * 3 + 20)) ramp=0
+	[ "$conc" -ge 1000 ] && { ramp=2000; rto=$((secs * 3 + 60)); }
+	local dl=$((rto * 2 + 60))
+	start_sim "$flow"
+	local args=(--sim-port "$SIM_PORT" -c "$conc" -n "$n" --warmup "$warm" --pieces "$pieces" --slow "$slow"
+		--stream "$stream" --flow "$flow" --ramp-ms "$ramp" --req-timeout "$rto" --deadline "$dl" --label "$target")
+	case $target in
+	gateway)
+		start_gw "$flow"
+		args+=(--port "$GW_PORT" --key "$KEY" --pid "gateway:$GW_PID")
+		;;
+	nginx-upstream)
+		start_nginx
+		args+=(--mode up --port "$NG_UP_PORT" --pid "nginx:$NG_WORKER")
+		;;
+	nginx-sse)
+		start_gw "$flow"
+		start_nginx
+		args+=(--port "$NG_SSE_PORT" --key "$KEY" --pid "nginx:$NG_WORKER" --pid "gateway:$GW_PID")
+		;;
+	esac
+	log "$target flow $flow: $conc streams, $n requests, $pieces pieces, ${slow} ms/piece, stream=$stream $*"
+	local line rc=0
+	line=$("$LOAD" "${args[@]}" "$@" 2>>"$OUT/load.log") || rc=$?
+	if [ -z "$line" ]; then
+		stop_all
+		die "the load generator failed (exit $rc, see $OUT/load.log)"
+	fi
+	echo "$line" >>"$RESULTS"
+	node bench/report.js --line "$line" >&2 || true
+	stop_all
+}
+
+# ---- the matrix ---------------------------------------------------------------------
+# Each axis is covered against a base point (2026 flow, 32 pieces, streaming,
+# 50 streams); docs/benchmarks.md lists the rows. Request counts keep each
+# run's gateway CPU well above the 10 ms tick while the whole suite stays
+# within a few minutes.
+
+: >"$OUT/gateway.log"
+: >"$OUT/nginx.log"
+: >"$OUT/sim.log"
+: >"$OUT/load.log"
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	scenario gateway 2026 1 100 10 32 0 1
+	scenario gateway 2026 50 1000 50 32 0 1
+	scenario nginx-upstream 2026 50 1000 50 32 0 1
+else
+	# concurrency 1, 50, 500 at 0 ms/piece; 50, 500, 10,000 at 20 ms/piece
+	scenario gateway 2026 1 300 20 32 0 1
+	scenario gateway 2026 1 300 20 32 0 1 --fresh 1
+	scenario gateway 2026 1 300 20 32 0 0
+	scenario gateway 2026 50 3000 100 32 0 1
+	scenario gateway 2026 50 3000 100 32 0 0
+	scenario gateway 2026 500 3000 100 32 0 1
+	scenario gateway 2026 50 500 50 32 20 1
+	scenario gateway 2026 500 1500 50 32 20 1
+	scenario gateway 2026 10000 10000 50 32 20 1
+	# 1,000 pieces
+	scenario gateway 2026 50 200 20 1000 0 1
+	scenario gateway 2026 50 200 20 1000 0 0
+	# the older upstream flow
+	scenario gateway 2025 50 3000 100 32 0 1
+	scenario gateway 2025 500 1500 50 32 20 1
+	# baselines: nginx relaying the same upstream traffic
+	scenario nginx-upstream 2026 1 300 20 32 0 1
+	scenario nginx-upstream 2026 50 3000 100 32 0 1
+	scenario nginx-upstream 2026 500 3000 100 32 0 1
+	scenario nginx-upstream 2026 50 500 50 32 20 1
+	scenario nginx-upstream 2026 500 1500 50 32 20 1
+	scenario nginx-upstream 2026 10000 10000 50 32 20 1
+	scenario nginx-upstream 2026 50 200 20 1000 0 1
+	scenario nginx-upstream 2025 50 3000 100 32 0 1
+	scenario nginx-upstream 2025 500 1500 50 32 20 1
+	# plain SSE relay: nginx in front of the gateway
+	scenario nginx-sse 2026 50 3000 100 32 0 1
+fi
+
+# ---- profile ---------------------------------------------------------------------------
+PROFILE=$OUT/profile.txt
+: >"$PROFILE"
+if [ "${BENCH_PROFILE:-1}" = 1 ] && [ "${BENCH_QUICK:-0}" != 1 ] && command -v perf >/dev/null &&
+	perf record -q -o "$RUN/probe.data" -- true >/dev/null 2>&1; then
+	log "profiling the gateway (perf, 50 streams, 32 pieces, 0 ms)"
+	start_sim 2026
+	start_gw 2026
+	perf record -q -F 1999 -g -p "$GW_PID" -o "$OUT/perf.data" >/dev/null 2>&1 &
+	PERF_PID=$!
+	PIDS+=("$PERF_PID")
+	sleep 0.5
+	"$LOAD" --port "$GW_PORT" --key "$KEY" -c 50 -n 3000 --warmup 0 --pieces 32 --label profile \
+		--req-timeout 30 --deadline 120 >/dev/null 2>>"$OUT/load.log" || true
+	kill -INT "$PERF_PID" 2>/dev/null || true
+	for _ in $(seq 100); do alive "$PERF_PID" || break; sleep 0.1; done
+	stop_pid "$PERF_PID"
+	forget_pid "$PERF_PID"
+	stop_all
+	{
+		echo "perf record -F 1999 -g -p <gateway> during 3,000 streamed requests (50 at once, 32 pieces, 0 ms)"
+		echo "perf report --no-children --sort dso,symbol (self time), top 15:"
+		perf report -i "$OUT/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | head -15
+	} >"$PROFILE"
+fi
+
+# ---- report ---------------------------------------------------------------------------------
+T1=$(date +%s)
+DOC=docs/benchmarks.md
+# A smoke run must not replace the real figures.
+[ "${BENCH_QUICK:-0}" = 1 ] && DOC=$OUT/benchmarks-quick.md
+{
+	printf '{"nproc":%s,' "$(nproc)"
+	printf '"kernel":"%s",' "$(uname -r)"
+	printf '"cpu":"%s",' "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //; s/"//g')"
+	printf '"nofile":"%s",' "$NOFILE"
+	printf '"nginx":"%s",' "$(nginx -v 2>&1 | sed 's/.*: //; s/"//g')"
+	printf '"node":"%s",' "$(node --version)"
+	printf '"commit":"%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	printf '"date":"%s",' "$(date -u +%Y-%m-%d)"
+	printf '"matrix_s":%s,' "$((T1 - T0))"
+	printf '"quick":%s}\n' "$([ "${BENCH_QUICK:-0}" = 1 ] && echo true || echo false)"
+} >"$OUT/machine.json"
+node bench/report.js --results "$RESULTS" --machine "$OUT/machine.json" --profile "$PROFILE" \
+	--doc "$DOC"
+log "done in $((T1 - T0)) s; $DOC rewritten; logs in $OUT"
