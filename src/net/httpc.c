@@ -41,6 +41,7 @@ struct httpc {
 	int ws_alive;      /* ws objects not yet freed */
 	struct httpc_call *calls;
 	struct httpc_sock *socks;
+	struct httpc_owner *doomed; /* handles whose socket we failed to watch */
 };
 
 struct httpc_call {
@@ -70,6 +71,8 @@ static void global_init(void)
 
 /* ---- libevent <-> curl glue ---- */
 
+static struct httpc_owner *owner_of(CURL *e);
+
 static void process_done(struct httpc *h)
 {
 	CURLMsg *m;
@@ -82,10 +85,7 @@ static void process_done(struct httpc *h)
 			continue;
 		CURL *e = m->easy_handle;
 		CURLcode res = m->data.result;
-		char *priv = NULL;
-		curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
-		GW_ASSERT(priv);
-		struct httpc_owner *o = (struct httpc_owner *)(void *)priv;
+		struct httpc_owner *o = owner_of(e);
 		o->done(o, res);
 	}
 }
@@ -100,6 +100,50 @@ static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 	process_done(h);
 }
 
+static struct httpc_owner *owner_of(CURL *e)
+{
+	char *priv = NULL;
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+	GW_ASSERT(priv);
+	return (struct httpc_owner *)(void *)priv;
+}
+
+static void undoom(struct httpc *h, struct httpc_owner *o)
+{
+	if (!o->doomed)
+		return;
+	for (struct httpc_owner **pp = &h->doomed; *pp; pp = &(*pp)->next_doomed) {
+		if (*pp == o) {
+			*pp = o->next_doomed;
+			break;
+		}
+	}
+	o->doomed = false;
+}
+
+/* curl 7.88 ignores a socket callback's error, so a transfer whose socket
+ * we could not watch would hang until its timeout: fail it instead. */
+static void fail_doomed(struct httpc *h)
+{
+	while (h->doomed) {
+		struct httpc_owner *o = h->doomed;
+		undoom(h, o);
+		o->done(o, CURLE_OUT_OF_MEMORY); /* removes its handle */
+	}
+}
+
+static void doom(struct httpc *h, CURL *e)
+{
+	struct httpc_owner *o = owner_of(e);
+	if (o->doomed)
+		return;
+	o->doomed = true;
+	o->next_doomed = h->doomed;
+	h->doomed = o;
+	struct timeval now = { 0, 0 };
+	evtimer_add(h->timer, &now); /* from the loop, not inside curl */
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct httpc *h = arg;
@@ -108,6 +152,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	process_done(h);
+	fail_doomed(h);
 }
 
 static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
@@ -167,14 +212,18 @@ static int sock_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socke
 			sock_free(h, s);
 		return 0;
 	}
-	if (!s && !(s = sock_new(h, fd)))
+	if (!s && !(s = sock_new(h, fd))) {
+		doom(h, e);
 		return -1;
+	}
 	short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
 		     ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	event_del(s->ev);
 	if (event_assign(s->ev, h->base, fd, kind, on_sock_event, h) != 0 ||
-	    event_add(s->ev, NULL) != 0)
+	    event_add(s->ev, NULL) != 0) {
+		doom(h, e);
 		return -1;
+	}
 	return 0;
 }
 
@@ -289,6 +338,7 @@ enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner)
 void httpc__remove(struct httpc *h, CURL *e)
 {
 	GW_ASSERT(h->active > 0);
+	undoom(h, owner_of(e));
 	curl_multi_remove_handle(h->multi, e);
 	h->active--;
 }
@@ -435,6 +485,8 @@ static void fill_error(struct httpc_call *c, CURLcode res, struct httpc_resp *r)
 		r->error = gw_strerror(c->write_err);
 	} else if (res == CURLE_OPERATION_TIMEDOUT) {
 		r->err = GW_ETIMEOUT;
+	} else if (res == CURLE_OUT_OF_MEMORY) {
+		r->err = GW_ENOMEM;
 	} else {
 		r->err = GW_EIO;
 	}

@@ -13,6 +13,10 @@
  * done() may remove and free its own handle and start or cancel others. */
 struct httpc_owner {
 	void (*done)(struct httpc_owner *o, CURLcode res);
+	/* httpc's own: set when its socket could not be watched (no memory);
+	 * the handle is then failed from the loop with CURLE_OUT_OF_MEMORY. */
+	bool doomed;
+	struct httpc_owner *next_doomed;
 };
 
 struct event_base *httpc__base(struct httpc *h);

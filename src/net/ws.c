@@ -651,8 +651,9 @@ static void hs_recv(struct ws *w)
 	for (;;) {
 		size_t room = WS_HS_MAX_BYTES - w->in.len;
 		room = room < WS_READ_CHUNK ? room : WS_READ_CHUNK;
-		if (room == 0 || buf_reserve(&w->in, room) != GW_OK) {
-			finish(w, GW_EPROTO, 0, 0);
+		enum gw_err err = room == 0 ? GW_EPROTO : buf_reserve(&w->in, room);
+		if (err) {
+			finish(w, err, 0, 0);
 			return;
 		}
 		ssize_t r = io_recv(w, w->in.p + w->in.len, room);
@@ -666,7 +667,7 @@ static void hs_recv(struct ws *w)
 		w->in.p[w->in.len] = '\0';
 		int status;
 		size_t hl;
-		enum gw_err err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
+		err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
 		if (err == GW_EAGAIN)
 			continue;
 		if (err) {
@@ -735,7 +736,10 @@ static void connect_done(struct httpc_owner *o, CURLcode res)
 	enter(w);
 	curl_socket_t fd = CURL_SOCKET_BAD;
 	if (res != CURLE_OK) {
-		finish(w, res == CURLE_OPERATION_TIMEDOUT ? GW_ETIMEOUT : GW_EIO, 0, 0);
+		finish(w, res == CURLE_OPERATION_TIMEDOUT ? GW_ETIMEOUT
+			  : res == CURLE_OUT_OF_MEMORY  ? GW_ENOMEM
+							: GW_EIO,
+		       0, 0);
 	} else if (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd) || fd == CURL_SOCKET_BAD) {
 		finish(w, GW_EIO, 0, 0);
 	} else {

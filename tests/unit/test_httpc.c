@@ -561,6 +561,37 @@ static void test_bad_args(void **state)
 	assert_int_equal(httpc_active(f->h), 0);
 }
 
+/* Every gw_* allocation failing in turn: start fails cleanly with
+ * GW_ENOMEM, or the call completes (with GW_ENOMEM if a later one failed). */
+static void test_alloc_failures(void **state)
+{
+	struct fx *f = *state;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", f->port);
+	static const char *const hdrs[] = { "X-Test: yes", NULL };
+	struct httpc_call_opts o = { .method = "POST", .url = url, .headers = hdrs,
+				     .body = "abc", .body_len = 3 };
+	int failed = 0;
+	for (unsigned long n = 1; n <= 12; n++) {
+		struct result r = { .f = f };
+		struct httpc_call *c;
+		gw_alloc_fail_at(n);
+		enum gw_err err = httpc_call_start(f->h, &o, on_done, &r, &c);
+		if (err == GW_OK) {
+			f->done = 0;
+			run(f, 1);
+			assert_true(r.err == GW_OK || r.err == GW_ENOMEM);
+			result_free(&r);
+		} else {
+			assert_int_equal(err, GW_ENOMEM);
+			assert_int_equal(httpc_active(f->h), 0);
+			failed++;
+		}
+		gw_alloc_fail_at(0);
+	}
+	assert_true(failed > 0);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -580,6 +611,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test(test_free_with_calls_in_flight),
 		cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

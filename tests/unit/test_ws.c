@@ -729,6 +729,34 @@ static void test_bad_open(void **state)
 	ws_pause(NULL, true);
 }
 
+/* Every gw_* allocation failing in turn: ws_open fails cleanly with
+ * GW_ENOMEM, or exactly one on_close follows. */
+static void test_alloc_failures(void **state)
+{
+	struct fx *f = *state;
+	int failed = 0;
+	for (unsigned long n = 1; n <= 16; n++) {
+		struct cl c = { .f = f, .send_on_open = "x", .send_len = 1, .close_after = 1 };
+		struct ws_opts o = { .url = url_for(f, "/echo") };
+		gw_alloc_fail_at(n);
+		enum gw_err err = ws_open(f->h, &o, &cl_cbs, &c, &c.w);
+		if (err == GW_OK) {
+			f->done = 0;
+			run(f, 1);
+			assert_true(c.closed);
+			assert_true(c.err == GW_OK || c.err == GW_ENOMEM);
+		} else {
+			assert_int_equal(err, GW_ENOMEM);
+			assert_null(c.w);
+			assert_int_equal(httpc_active(f->h), 0);
+			failed++;
+		}
+		gw_alloc_fail_at(0);
+		cl_release(&c);
+	}
+	assert_true(failed > 0);
+}
+
 #define BOTH(t)                                                           \
 	cmocka_unit_test_setup_teardown(t, setup_plain, teardown),        \
 	cmocka_unit_test_setup_teardown(t, setup_tls, teardown)
@@ -759,6 +787,7 @@ int main(void)
 		BOTH(test_close_and_free_before_open),
 		BOTH(test_idle_survives_prune),
 		BOTH(test_concurrent),
+		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
