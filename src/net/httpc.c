@@ -294,6 +294,14 @@ size_t httpc_active(const struct httpc *h)
 	return h ? h->active : 0;
 }
 
+size_t httpc__watched(const struct httpc *h)
+{
+	size_t n = 0;
+	for (const struct httpc_sock *s = h->socks; s; s = s->next)
+		n++;
+	return n;
+}
+
 struct event_base *httpc__base(struct httpc *h)
 {
 	return h->base;

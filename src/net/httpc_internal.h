@@ -33,6 +33,10 @@ enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner) GW_M
  * connection. Does not free e. */
 void httpc__remove(struct httpc *h, CURL *e);
 
+/* Sockets curl currently asks us to watch (tests: an upgraded ws's socket
+ * must not be among them, or curl would run on every frame). */
+size_t httpc__watched(const struct httpc *h);
+
 /* WebSockets alive on h (httpc_free asserts there are none). */
 void httpc__ws_ref(struct httpc *h, int delta);
 

@@ -8,6 +8,7 @@
 #include "net/httpc.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -561,6 +562,70 @@ static void test_bad_args(void **state)
 	assert_int_equal(httpc_active(f->h), 0);
 }
 
+/* A raw server that answers with an interim 100 before the final 200. */
+static struct bufferevent *raw_bev;
+
+static void raw_read(struct bufferevent *bev, void *arg)
+{
+	GW_UNUSED(arg);
+	struct evbuffer *in = bufferevent_get_input(bev);
+	if (evbuffer_search(in, "\r\n\r\n", 4, NULL).pos < 0)
+		return;
+	static const char resp[] = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+				   "HTTP/1.1 200 OK\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok";
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_write(bev, resp, sizeof(resp) - 1);
+}
+
+static void raw_event(struct bufferevent *bev, short what, void *arg)
+{
+	GW_UNUSED(what);
+	GW_UNUSED(arg);
+	bufferevent_free(bev);
+	raw_bev = NULL;
+}
+
+static void raw_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int sl,
+		       void *arg)
+{
+	GW_UNUSED(sa);
+	GW_UNUSED(sl);
+	GW_UNUSED(arg);
+	struct bufferevent *bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
+							 BEV_OPT_CLOSE_ON_FREE);
+	raw_bev = bev;
+	bufferevent_setcb(bev, raw_read, NULL, raw_event, NULL);
+	bufferevent_enable(bev, EV_READ);
+}
+
+static void test_final_headers_only(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct evconnlistener *l = evconnlistener_new_bind(f->base, raw_accept, NULL,
+							   LEV_OPT_CLOSE_ON_FREE, 16,
+							   (struct sockaddr *)&sin, sizeof(sin));
+	assert_non_null(l);
+	socklen_t sl = sizeof(sin);
+	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &sl);
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
+	struct result r = { .f = f };
+	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call *c;
+	assert_int_equal(httpc_call_start(f->h, &o, on_done, &r, &c), GW_OK);
+	run(f, 1);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "ok");
+	assert_non_null(strstr(r.headers, "X-Final: 1"));
+	assert_null(strstr(r.headers, "X-Interim"));
+	result_free(&r);
+	if (raw_bev)
+		bufferevent_free(raw_bev);
+	raw_bev = NULL;
+	evconnlistener_free(l);
+}
+
 /* Every gw_* allocation failing in turn: start fails cleanly with
  * GW_ENOMEM, or the call completes (with GW_ENOMEM if a later one failed). */
 static void test_alloc_failures(void **state)
@@ -612,6 +677,7 @@ int main(void)
 		cmocka_unit_test(test_free_with_calls_in_flight),
 		cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_final_headers_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "net/httpc.h"
+#include "net/httpc_internal.h"
 #include "net/ws.h"
 #include "net/ws_internal.h"
 
@@ -234,6 +235,7 @@ struct cl {
 	struct fx *f;
 	struct ws *w;
 	int opened;
+	size_t watched_at_open;
 	int texts;
 	char *last;
 	size_t last_len;
@@ -259,6 +261,7 @@ static void cl_open(void *arg)
 	/* wss must read through SSL_read, not curl_easy_recv. */
 	assert_string_equal(ws__io_name(c->w), c->f->tls ? "ssl" : "fd");
 	c->opened++;
+	c->watched_at_open = httpc__watched(c->f->h);
 	if (c->send_on_open)
 		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
 	if (c->close_on_open)
@@ -354,6 +357,7 @@ static void test_echo(void **state)
 	assert_int_equal(c.opened, 1);
 	assert_int_equal(c.texts, 1);
 	assert_string_equal(c.last, "hello");
+	assert_int_equal(c.watched_at_open, 0); /* curl let go of the socket */
 	assert_true(c.closed);
 	assert_int_equal(c.err, GW_OK);
 	assert_int_equal(c.code, 1000);
