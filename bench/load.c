@@ -1045,7 +1045,7 @@ struct req {
 	struct user *u;
 	long seq;
 	int64_t t0, t_ttfb, t_ttft;
-	int status;
+	int status, ws_status;
 	bool saw_done, saw_finish, saw_error, failed;
 	bool accepted, ws_open, in_progress, ended;
 	int refs; /* REST calls in flight that will call back with this request */
@@ -1441,7 +1441,7 @@ static void up_ws_head(void *arg, struct hc *h, int status, const char *hdrs, si
 	(void)hdrs;
 	(void)n;
 	struct req *r = arg;
-	r->status = status;
+	r->ws_status = status;
 	if (status != 101)
 		return;
 	r->ws_open = true;
@@ -1458,7 +1458,12 @@ static void up_ws_done(void *arg, struct hc *h, bool ok)
 	if (r->ws == h)
 		r->ws = NULL;
 	char why[100];
-	snprintf(why, sizeof(why), "WebSocket upgrade refused or closed (HTTP %d)", r->status);
+	if (r->ws_status == 101)
+		snprintf(why, sizeof(why), "the WebSocket closed before the reply ended");
+	else if (r->ws_status)
+		snprintf(why, sizeof(why), "WebSocket upgrade refused (HTTP %d)", r->ws_status);
+	else
+		snprintf(why, sizeof(why), "WebSocket connection failed before the upgrade answer");
 	req_end(r, false, why);
 }
 

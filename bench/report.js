@@ -74,6 +74,8 @@ P();
 P(`- ${machine.nproc} cores (\`nproc\`), ${machine.cpu}; kernel ${machine.kernel}`);
 P(`- open files limit (\`ulimit -Hn\`): ${machine.nofile}; nginx ${machine.nginx}; Node ${machine.node} (simulator)`);
 P(`- the scenarios took ${machine.matrix_s} s of wall time (the whole \`make bench\`, with builds, is reported by the person who ran it)`);
+P(`- load average (1, 5, 15 min) when the suite started: ${machine.loadavg_start}; when it ended: ${machine.loadavg_end}` +
+  ' (above 0 means other work shared the cores)');
 P('- the simulator, the process under test and the load generator share these cores, so latencies are those of a');
 P('  loaded 2-core box; CPU time is per process and is what the targets are about.');
 P();

@@ -17,6 +17,7 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 T0=$(date +%s)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 PIDS=()
 KEY=bench-key-1
 GW_BIN=$ROOT/build/enginelabs-2api
@@ -133,7 +134,7 @@ start_nginx() { # relays to the simulator (upstream protocol) and to the gateway
 	mkdir -p "$d"
 	NG_UP_PORT=$(free_port)
 	NG_SSE_PORT=$(free_port)
-	sed -e "s|@DIR@|$d|g; s|@NOFILE@|$NOFILE|g; s|@SIM_PORT@|$SIM_PORT|; s|@GW_PORT@|${GW_PORT:-$SIM_PORT}|" \
+	sed -e "s|@DIR@|$d|g; s|@LOG@|$OUT/nginx.log|; s|@NOFILE@|$NOFILE|g; s|@SIM_PORT@|$SIM_PORT|; s|@GW_PORT@|${GW_PORT:-$SIM_PORT}|" \
 		-e "s|@UP_PORT@|$NG_UP_PORT|; s|@SSE_PORT@|$NG_SSE_PORT|" bench/nginx.conf.in >"$d/nginx.conf"
 	nginx -e stderr -p "$d" -c "$d/nginx.conf" >>"$OUT/nginx.log" 2>&1 &
 	NG_PID=$!
@@ -169,7 +170,7 @@ scenario() {
 	local target=$1 flow=$2 conc=$3 n=$4 warm=$5 pieces=$6 slow=$7 stream=$8
 	shift 8
 	local secs=$((pieces * slow / 1000))
-	local rto=$((secs * 3 + 20)) ramp=0
+	local rto=$((secs * 3 + 15)) ramp=0
 	[ "$conc" -ge 1000 ] && { ramp=2000; rto=$((secs * 3 + 60)); }
 	local dl=$((rto * 2 + 60))
 	start_sim "$flow"
@@ -269,9 +270,13 @@ if [ "${BENCH_PROFILE:-1}" = 1 ] && [ "${BENCH_QUICK:-0}" != 1 ] && command -v p
 	stop_all
 	{
 		echo "perf record -F 1999 -g -p <gateway> during 3,000 streamed requests (50 at once, 32 pieces, 0 ms)"
-		echo "perf report --no-children --sort dso,symbol (self time), top 15:"
-		perf report -i "$OUT/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.3 2>/dev/null |
-			grep -E '^ +[0-9.]+%' | head -15
+		echo "self time by library (perf report --no-children --sort dso):"
+		perf report -i "$OUT/perf.data" --stdio --no-children --sort dso 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | head -12 | sed 's/ *$//' || true
+		echo
+		echo "top 15 symbols, self time (perf report --no-children --sort dso,symbol):"
+		perf report -i "$OUT/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | head -15 | sed 's/ *- *- *$//; s/ *$//' || true
 	} >"$PROFILE"
 fi
 
@@ -290,6 +295,7 @@ DOC=docs/benchmarks.md
 	printf '"commit":"%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	printf '"date":"%s",' "$(date -u +%Y-%m-%d)"
 	printf '"matrix_s":%s,' "$((T1 - T0))"
+	printf '"loadavg_start":"%s","loadavg_end":"%s",' "$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '"quick":%s}\n' "$([ "${BENCH_QUICK:-0}" = 1 ] && echo true || echo false)"
 } >"$OUT/machine.json"
 node bench/report.js --results "$RESULTS" --machine "$OUT/machine.json" --profile "$PROFILE" \
