@@ -103,7 +103,7 @@ static const struct cfg_key keys[] = {
 	  "largest reply relayed" },
 	{ "RATE_LIMIT_RPM", CFG_INT, OFF(rate_limit_rpm), 0, 1000000, "0", CFG_RELOAD, NULL,
 	  "requests per minute per client key (0 = off)" },
-	{ "ACCOUNT_CONCURRENCY", CFG_INT, OFF(account_concurrency), 1, 10000, "2", CFG_RELOAD, NULL,
+	{ "ACCOUNT_CONCURRENCY", CFG_INT, OFF(account_concurrency), 1, 1000000, "2", CFG_RELOAD, NULL,
 	  "replies in progress at once per upstream account" },
 	{ "WORKERS", CFG_INT, OFF(workers), 0, 256, "0", 0, NULL, "worker threads (0 = one per core)" },
 	{ "LOG_LEVEL", CFG_ENUM, OFF(log_level), 0, 0, "info", CFG_RELOAD, level_choices,

@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#define CALL_MAX_ATTEMPTS 3
+#define CALL_RETRY_BASE_MS 200
+#define CALL_RETRY_BUDGET_US (10u * 1000 * 1000) /* no new attempt after this */
+
 struct call {
 	struct call *next, *prev;   /* on the worker's list */
 	struct worker *w;
@@ -23,10 +27,17 @@ struct call {
 	void *arg;
 
 	struct waiter wt;
-	bool waiting_models;
+	enum { W_NONE, W_MODELS, W_SLOT } waiting;
+	bool slot_held;
+	bool started;                  /* the sink was told the reply began */
+	int attempts;                  /* upstream exchanges tried */
+	struct account *failed;        /* the account the last attempt failed on */
+	struct event *retry;
 	const struct models_snap *models;
 	struct model_info model;
 	struct store_op *op;
+	struct store_op *save_op[2];   /* mapping, head */
+	int saves_pending;
 	size_t prefix;                 /* messages before the new turn */
 	bool keyed;                    /* prefix can match a stored key */
 	uint8_t key[CONV_KEY_LEN];
@@ -52,11 +63,20 @@ static void call_free(struct call *c)
 		c->next->prev = c->prev;
 	w->n_calls--;
 	atomic_fetch_sub(&w->app->streams, 1);
-	if (c->waiting_models)
+	if (c->waiting == W_MODELS)
 		pool_models_cancel(w->app->pool, &c->wt);
+	else if (c->waiting == W_SLOT)
+		account_wait_cancel(c->account, &c->wt);
+	if (c->slot_held)
+		account_slot_release(c->account);
 	waiter_fini(&c->wt);
+	if (c->retry)
+		event_free(c->retry);
 	if (c->op)
 		store_op_cancel(c->op);
+	for (size_t i = 0; i < 2; i++)
+		if (c->save_op[i])
+			store_op_cancel(c->save_op[i]);
 	if (c->models)
 		models_snap_unref(c->models);
 	if (c->deadline)
@@ -115,41 +135,45 @@ static void key_hex(const uint8_t key[CONV_KEY_LEN], char out[2 * CONV_KEY_LEN +
 
 static void on_saved(enum gw_err err, void *arg)
 {
+	struct call *c = arg;
+	/* Ops complete in the order they were queued: mapping, then head. */
+	c->save_op[c->save_op[0] ? 0 : 1] = NULL;
 	if (err)
-		log_warn(arg, "conversation mapping not saved: %s", gw_strerror(err));
-	gw_free(arg);
+		log_warn(c->rid, "conversation mapping not saved: %s", gw_strerror(err));
+	if (--c->saves_pending == 0)
+		call_end(c, NULL);
 }
 
-static void save_mapping(struct call *c, const char *chat_id, const char *workspace)
+/* Saves key(messages + reply) -> this chat, and the chat's head. The reply
+ * is finished for the client only once both are stored, so a gateway
+ * killed right after a reply still continues that conversation. */
+static void save_mapping(struct call *c)
 {
 	struct chat_req *r = c->req;
 	struct conv_entry e = { 0 };
 	uint8_t key[CONV_KEY_LEN];
 	conv_key(r->tenant, r->msgs, r->n_msgs, c->reply.p ? c->reply.p : "", c->reply.len, key);
-	snprintf(e.chat_id, sizeof(e.chat_id), "%s", chat_id);
-	snprintf(e.workspace_id, sizeof(e.workspace_id), "%s", workspace);
+	snprintf(e.chat_id, sizeof(e.chat_id), "%s", c->hit.chat_id);
+	snprintf(e.workspace_id, sizeof(e.workspace_id), "%s", c->hit.workspace_id);
 	snprintf(e.account, sizeof(e.account), "%s", account_id(c->account));
 	snprintf(e.model, sizeof(e.model), "%s", c->model.key);
 	e.created = c->have_hit ? c->hit.created : gw_wall_s();
 	e.last_used = gw_wall_s();
-	char *rid = gw_strdup(c->rid);
-	struct store_op *op;
-	if (!rid || store_conv_put(c->w->app->store, c->w->base, key, &e, on_saved, rid, &op) != GW_OK) {
-		gw_free(rid);
+	char name[160], hex[2 * CONV_KEY_LEN + 1];
+	head_name(c->hit.chat_id, name, sizeof(name));
+	key_hex(key, hex);
+	struct store *st = c->w->app->store;
+	if (store_conv_put(st, c->w->base, key, &e, on_saved, c, &c->save_op[0]) != GW_OK) {
 		log_warn(c->rid, "conversation mapping not saved (store refused it)");
+		call_end(c, NULL);
 		return;
 	}
-	/* The chat's head: only a request that continues from exactly here may
-	 * continue this upstream chat (see check_head). */
-	char name[160], hex[2 * CONV_KEY_LEN + 1];
-	head_name(chat_id, name, sizeof(name));
-	key_hex(key, hex);
-	rid = gw_strdup(c->rid);
-	if (!rid || store_kv_put(c->w->app->store, c->w->base, name, hex, strlen(hex), c->cfg->store_ttl, on_saved,
-				 rid, &op) != GW_OK) {
-		gw_free(rid);
+	c->saves_pending = 1;
+	if (store_kv_put(st, c->w->base, name, hex, strlen(hex), c->cfg->store_ttl, on_saved, c,
+			 &c->save_op[1]) != GW_OK)
 		log_warn(c->rid, "conversation head not saved (store refused it)");
-	}
+	else
+		c->saves_pending = 2;
 }
 
 /* ---- the provider's events ------------------------------------------- */
@@ -157,6 +181,7 @@ static void save_mapping(struct call *c, const char *chat_id, const char *worksp
 static void turn_accepted_cb(void *arg, const char *chat_id, const char *workspace_id)
 {
 	struct call *c = arg;
+	c->started = true;
 	snprintf(c->hit.chat_id, sizeof(c->hit.chat_id), "%s", chat_id);
 	snprintf(c->hit.workspace_id, sizeof(c->hit.workspace_id), "%s", workspace_id);
 	c->sink.on_start(c->arg, c->model.model);
@@ -174,15 +199,65 @@ static bool turn_piece_cb(void *arg, enum chat_ev_kind kind, const char *text, s
 	return c->sink.on_piece(c->arg, kind, text, len);
 }
 
+/* Tells the pool how the exchange went on this account. */
+static void report(struct call *c, const struct chat_error *e)
+{
+	if (!e)
+		account_report(c->account, ACCT_OK, 0);
+	else if (e->code && strcmp(e->code, "upstream_quota") == 0)
+		account_report(c->account, ACCT_QUOTA, gw_wall_s() + (e->retry_after > 0 ? e->retry_after : 60));
+	else if (e->status == 502 || e->status == 504)
+		account_report(c->account, ACCT_FAILED, 0);
+	else
+		account_report(c->account, ACCT_NEUTRAL, 0);
+}
+
+/* Before the first byte, a failure another attempt may cure is retried:
+ * transient upstream trouble, or an account that cannot serve now. */
+static bool should_retry(struct call *c, const struct chat_error *e)
+{
+	if (!e || c->started || c->attempts >= CALL_MAX_ATTEMPTS)
+		return false;
+	if (gw_now_us() - c->started_us > CALL_RETRY_BUDGET_US)
+		return false;
+	if (e->status == 502 || e->status == 504)
+		return true;
+	return e->code && (strcmp(e->code, "upstream_quota") == 0 || strcmp(e->code, "account_signed_out") == 0);
+}
+
+static void schedule_retry(struct call *c, const struct chat_error *e)
+{
+	/* Exponential backoff with jitter: 200 ms, 400 ms, ... +-25%. */
+	long base = CALL_RETRY_BASE_MS << (c->attempts - 1);
+	long jitter = (long)(gw_now_us() % (unsigned long)(base / 2 + 1)) - base / 4;
+	long ms = base + jitter;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	log_info(c->rid, "attempt %d failed (%d %s); retrying in %ld ms", c->attempts, e->status,
+		 e->code ? e->code : e->type, ms);
+	c->failed = c->account;
+	c->account = NULL;
+	evtimer_add(c->retry, &tv);
+}
+
 static void turn_end_cb(void *arg, const struct chat_error *e)
 {
 	struct call *c = arg;
 	c->turn = NULL; /* freed by the provider after this returns */
-	if (!e)
-		save_mapping(c, c->hit.chat_id, c->hit.workspace_id);
+	report(c, e);
+	if (c->slot_held) {
+		account_slot_release(c->account);
+		c->slot_held = false;
+	}
+	if (should_retry(c, e)) {
+		schedule_retry(c, e);
+		return;
+	}
 	log_info(c->rid, "%s %s in %llu ms (%zu bytes)", e ? "failed" : "done", c->model.model,
 		 (unsigned long long)((gw_now_us() - c->started_us) / 1000), c->reply.len);
-	call_end(c, e);
+	if (e)
+		call_end(c, e);
+	else
+		save_mapping(c);
 }
 
 static const struct turn_cbs call_turn_cbs = { turn_accepted_cb, turn_piece_cb, turn_end_cb };
@@ -236,14 +311,26 @@ static void choose_account(struct call *c)
 			c->have_hit = false;
 		}
 	}
+	struct chat_error e;
 	if (!c->account) {
-		struct chat_error e;
-		c->account = pool_pick(c->w->app->pool, &e);
+		c->account = pool_pick(c->w->app->pool, c->failed, &e);
 		if (!c->account) {
 			call_end(c, &e);
 			return;
 		}
 	}
+	enum gw_err err = account_slot_acquire(c->account, &c->wt, &e);
+	if (err == GW_EAGAIN) {
+		c->waiting = W_SLOT;
+		log_debug(c->rid, "waiting for a free slot on %s", account_id(c->account));
+		return;
+	}
+	if (err) {
+		call_end(c, &e);
+		return;
+	}
+	c->slot_held = true;
+	c->attempts++;
 	start_turn(c);
 }
 
@@ -304,12 +391,18 @@ static void lookup(struct call *c)
 
 static void resolve_model(struct call *c);
 
-static void on_models(struct waiter *wt, void *arg)
+static void on_wait(struct waiter *wt, void *arg)
 {
-	GW_UNUSED(wt);
 	struct call *c = arg;
-	c->waiting_models = false;
-	resolve_model(c);
+	int kind = c->waiting;
+	c->waiting = W_NONE;
+	if (kind == W_MODELS) {
+		resolve_model(c);
+	} else if (kind == W_SLOT) {
+		c->slot_held = wt->err == GW_OK;
+		c->attempts++;
+		start_turn(c);
+	}
 }
 
 static void resolve_model(struct call *c)
@@ -317,7 +410,7 @@ static void resolve_model(struct call *c)
 	struct chat_error e;
 	enum gw_err err = pool_models(c->w->app->pool, c->w, &c->wt, &c->models, &e);
 	if (err == GW_EAGAIN) {
-		c->waiting_models = true;
+		c->waiting = W_MODELS;
 		return;
 	}
 	if (err) {
@@ -345,6 +438,16 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		  c->cfg->request_timeout);
 }
 
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	struct call *c = arg;
+	if (c->have_hit && !pool_find(c->w->app->pool, c->hit.account))
+		c->have_hit = false; /* its account cannot serve: a new chat elsewhere */
+	choose_account(c);
+}
+
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	GW_UNUSED(fd);
@@ -370,13 +473,14 @@ enum gw_err call_start(struct worker *w, struct chat_req *req, const char *rid, 
 	buf_init(&c->reply, (size_t)c->cfg->max_reply_bytes);
 	c->deadline = evtimer_new(w->base, on_deadline, c);
 	c->kick = event_new(w->base, -1, 0, on_kick, c);
+	c->retry = evtimer_new(w->base, on_retry, c);
 	c->next = w->calls;
 	if (w->calls)
 		w->calls->prev = c;
 	w->calls = c;
 	w->n_calls++;
 	atomic_fetch_add(&w->app->streams, 1);
-	if (!c->deadline || !c->kick || waiter_init(&c->wt, w->base, on_models, c) != GW_OK) {
+	if (!c->deadline || !c->kick || !c->retry || waiter_init(&c->wt, w->base, on_wait, c) != GW_OK) {
 		call_free(c);
 		return GW_ENOMEM;
 	}

@@ -18,6 +18,10 @@
 #define JWT_MIN_LEFT_S 15    /* never hand out a JWT closer to expiry than this */
 #define JWT_REFRESH_AHEAD_S 30 /* refresh in the background below this */
 #define FAIL_CACHE_S 2       /* a failed refresh is remembered this long */
+#define BREAKER_THRESHOLD 5  /* consecutive failures that open the breaker */
+#define BREAKER_MIN_S 5      /* first open period; doubles up to BREAKER_MAX_S */
+#define BREAKER_MAX_S 300
+#define SLOT_QUEUE_MAX 64    /* requests waiting for a slot, per account */
 
 struct account {
 	struct pool *pool;
@@ -39,6 +43,16 @@ struct account {
 	int holders;
 	bool switching;
 	struct waitq gate;
+	/* capacity */
+	int running;
+	size_t queued;
+	struct waitq slots;
+	/* health */
+	int failures;               /* consecutive */
+	int64_t open_until;         /* breaker open until (unix s) */
+	int open_s;                 /* current open period */
+	bool probing;               /* half-open: one request is trying */
+	int64_t cool_until;         /* quota reached until (unix s) */
 };
 
 struct snap_impl {
@@ -90,6 +104,7 @@ static struct account *account_new(struct pool *p, const char *value)
 	pthread_mutex_init(&a->lock, NULL);
 	waitq_init(&a->token_waiters);
 	waitq_init(&a->gate);
+	waitq_init(&a->slots);
 	account_id_of(value, a->id);
 	a->cfg_cookie = gw_strdup(value);
 	char key[64];
@@ -258,15 +273,68 @@ void pool_reload(struct pool *p, const struct gw_config *cfg)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static bool usable(struct account *a)
+static long concurrency_limit(void)
 {
-	pthread_mutex_lock(&a->lock);
-	bool ok = !a->signed_out;
-	pthread_mutex_unlock(&a->lock);
-	return ok;
+	struct gw_config *cfg = config_current();
+	long n = cfg ? cfg->account_concurrency : 2;
+	config_unref(cfg);
+	return n;
 }
 
-struct account *pool_pick(struct pool *p, struct chat_error *e)
+/* Whether a can take a new request now; call with a->lock held. */
+static bool usable_locked(const struct account *a, int64_t now)
+{
+	if (a->signed_out || a->cool_until > now)
+		return false;
+	if (a->failures >= BREAKER_THRESHOLD)
+		return a->open_until <= now && !a->probing; /* half-open: one probe */
+	return true;
+}
+
+/* Claims the half-open probe if a is in that state; a->lock held. */
+static void claim_probe_locked(struct account *a)
+{
+	if (a->failures >= BREAKER_THRESHOLD)
+		a->probing = true;
+}
+
+/* Why nobody can serve, as the client should hear it. */
+static void none_usable(struct pool *p, size_t n, struct chat_error *e)
+{
+	int64_t now = gw_wall_s(), soonest_cool = 0, soonest_open = 0;
+	size_t cooling = 0, signed_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct account *a = p->acc[i];
+		pthread_mutex_lock(&a->lock);
+		if (a->signed_out) {
+			signed_out++;
+		} else if (a->cool_until > now) {
+			cooling++;
+			if (!soonest_cool || a->cool_until < soonest_cool)
+				soonest_cool = a->cool_until;
+		} else if (a->open_until > now && (!soonest_open || a->open_until < soonest_open)) {
+			soonest_open = a->open_until;
+		}
+		pthread_mutex_unlock(&a->lock);
+	}
+	if (signed_out == n) {
+		chat_error_set(e, 503, "unavailable", "account_signed_out",
+			       "Every upstream account is signed out: replace CLERK_COOKIE and reload (SIGHUP).");
+		e->retry_after = 60;
+	} else if (cooling + signed_out == n) {
+		chat_error_set(e, 429, "rate_limit_error", "upstream_quota",
+			       "Every upstream account is at its usage limit; it resets in %lld s.",
+			       (long long)(soonest_cool - now));
+		e->retry_after = (int)(soonest_cool - now < 1 ? 1 : soonest_cool - now);
+	} else {
+		chat_error_set(e, 503, "unavailable", "upstream_unhealthy",
+			       "The upstream is failing for every account; retrying shortly.");
+		int64_t wait = soonest_open > now ? soonest_open - now : 1;
+		e->retry_after = (int)(wait < 1 ? 1 : wait);
+	}
+}
+
+struct account *pool_pick(struct pool *p, const struct account *avoid, struct chat_error *e)
 {
 	pthread_mutex_lock(&p->lock);
 	size_t n = p->n;
@@ -277,15 +345,36 @@ struct account *pool_pick(struct pool *p, struct chat_error *e)
 		return NULL;
 	}
 	size_t start = atomic_fetch_add(&p->rr, 1);
+	int64_t now = gw_wall_s();
+	struct account *best = NULL, *fallback = NULL;
+	long best_load = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct account *a = p->acc[(start + i) % n];
-		if (usable(a))
-			return a;
+		pthread_mutex_lock(&a->lock);
+		bool ok = usable_locked(a, now);
+		long load = a->running + (long)a->queued;
+		pthread_mutex_unlock(&a->lock);
+		if (!ok)
+			continue;
+		if (a == avoid) {
+			fallback = a;
+			continue;
+		}
+		if (!best || load < best_load) {
+			best = a;
+			best_load = load;
+		}
 	}
-	chat_error_set(e, 503, "unavailable", "account_signed_out",
-		       "Every upstream account is signed out: replace CLERK_COOKIE and reload (SIGHUP).");
-	e->retry_after = 60;
-	return NULL;
+	if (!best)
+		best = fallback;
+	if (!best) {
+		none_usable(p, n, e);
+		return NULL;
+	}
+	pthread_mutex_lock(&best->lock);
+	claim_probe_locked(best);
+	pthread_mutex_unlock(&best->lock);
+	return best;
 }
 
 struct account *pool_find(struct pool *p, const char *id)
@@ -296,7 +385,90 @@ struct account *pool_find(struct pool *p, const char *id)
 		if (strcmp(p->acc[i]->id, id) == 0)
 			found = p->acc[i];
 	pthread_mutex_unlock(&p->lock);
-	return found && usable(found) ? found : NULL;
+	if (!found)
+		return NULL;
+	pthread_mutex_lock(&found->lock);
+	bool ok = usable_locked(found, gw_wall_s());
+	if (ok)
+		claim_probe_locked(found);
+	pthread_mutex_unlock(&found->lock);
+	return ok ? found : NULL;
+}
+
+enum gw_err account_slot_acquire(struct account *a, struct waiter *wt, struct chat_error *e)
+{
+	long limit = concurrency_limit();
+	pthread_mutex_lock(&a->lock);
+	if (a->running < limit && waitq_empty(&a->slots)) {
+		a->running++;
+		pthread_mutex_unlock(&a->lock);
+		return GW_OK;
+	}
+	if (a->queued >= SLOT_QUEUE_MAX) {
+		pthread_mutex_unlock(&a->lock);
+		chat_error_set(e, 429, "rate_limit_error", "account_busy",
+			       "The upstream account is busy (%ld replies at once, %d waiting); retry shortly.", limit,
+			       SLOT_QUEUE_MAX);
+		e->retry_after = 2;
+		return GW_ELIMIT;
+	}
+	a->queued++;
+	waitq_push(&a->slots, wt);
+	pthread_mutex_unlock(&a->lock);
+	return GW_EAGAIN;
+}
+
+/* Hands free slots to waiters in order; a->lock held. */
+static void slots_pump(struct account *a, long limit)
+{
+	struct waiter *h;
+	while (a->running < limit && (h = waitq_peek(&a->slots))) {
+		a->running++;
+		a->queued--;
+		waitq_wake(h, GW_OK);
+	}
+}
+
+void account_slot_release(struct account *a)
+{
+	long limit = concurrency_limit();
+	pthread_mutex_lock(&a->lock);
+	GW_ASSERT(a->running > 0);
+	a->running--;
+	slots_pump(a, limit);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void account_report(struct account *a, enum account_outcome o, int64_t until)
+{
+	int64_t now = gw_wall_s();
+	pthread_mutex_lock(&a->lock);
+	switch (o) {
+	case ACCT_OK:
+		if (a->failures >= BREAKER_THRESHOLD)
+			log_info(NULL, "%s: healthy again", a->id);
+		a->failures = 0;
+		a->open_s = 0;
+		break;
+	case ACCT_FAILED:
+		a->failures++;
+		if (a->failures >= BREAKER_THRESHOLD) {
+			a->open_s = a->open_s ? a->open_s * 2 : BREAKER_MIN_S;
+			if (a->open_s > BREAKER_MAX_S)
+				a->open_s = BREAKER_MAX_S;
+			a->open_until = now + a->open_s;
+			log_warn(NULL, "%s: %d failures in a row; resting it for %d s", a->id, a->failures, a->open_s);
+		}
+		break;
+	case ACCT_QUOTA:
+		a->cool_until = until > now ? until : now + 60;
+		log_warn(NULL, "%s: at its usage limit; not used for %lld s", a->id, (long long)(a->cool_until - now));
+		break;
+	case ACCT_NEUTRAL:
+		break;
+	}
+	a->probing = false;
+	pthread_mutex_unlock(&a->lock);
 }
 
 /* ---- Clerk refresh --------------------------------------------------- */
@@ -592,7 +764,9 @@ enum gw_err account_creds_get(struct account *a, struct worker *w, bool force, s
 void account_wait_cancel(struct account *a, struct waiter *wt)
 {
 	pthread_mutex_lock(&a->lock);
-	waitq_remove(wt);
+	bool was_slot = wt->q == &a->slots;
+	if (waitq_remove(wt) && was_slot)
+		a->queued--;
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -775,7 +949,7 @@ static enum gw_err models_fetch_start_locked(struct pool *p, struct worker *w, s
 {
 	struct account *a = NULL;
 	pthread_mutex_unlock(&p->lock);
-	a = pool_pick(p, e);
+	a = pool_pick(p, NULL, e);
 	pthread_mutex_lock(&p->lock);
 	if (!a)
 		return GW_EUPSTREAM;

@@ -25,13 +25,31 @@ void pool_free(struct pool *p);
 /* SIGHUP: a changed cookie replaces the account's (and revives it). */
 void pool_reload(struct pool *p, const struct gw_config *cfg);
 
-/* An account for a new conversation (round-robin over usable ones), or
- * NULL with e filled (503 when none is configured or usable). */
-struct account *pool_pick(struct pool *p, struct chat_error *e);
+/* An account for a new conversation: the usable one with the most spare
+ * capacity (ties broken round-robin), avoiding `avoid` when another can
+ * serve. NULL with e filled when none can: 429 + Retry-After when all are
+ * at their quota, 503 + Retry-After when all are failing or signed out. */
+struct account *pool_pick(struct pool *p, const struct account *avoid, struct chat_error *e);
 /* The account with this id if it is usable now, else NULL. */
 struct account *pool_find(struct pool *p, const char *id);
 
 const char *account_id(const struct account *a);
+
+/* Capacity: replies in progress at once per account (ACCOUNT_CONCURRENCY),
+ * with a bounded wait queue. GW_OK: a slot is held (release it).
+ * GW_EAGAIN: wt queued; when it fires with GW_OK the slot is held.
+ * GW_ELIMIT: the queue is full; e is a 429 with Retry-After. */
+enum gw_err account_slot_acquire(struct account *a, struct waiter *wt, struct chat_error *e) GW_MUSTCHECK;
+void account_slot_release(struct account *a);
+
+/* Health: what an exchange on this account came to. */
+enum account_outcome {
+	ACCT_OK,        /* a reply completed */
+	ACCT_FAILED,    /* upstream unreachable, 5xx, broken stream: counts toward the breaker */
+	ACCT_QUOTA,     /* at its usage limit until `until` (unix seconds) */
+	ACCT_NEUTRAL,   /* the request's own fault (too large, ...) */
+};
+void account_report(struct account *a, enum account_outcome o, int64_t until);
 
 /* What a request needs to talk to the upstream as this account. */
 struct account_creds {

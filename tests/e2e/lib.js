@@ -84,6 +84,7 @@ async function startGateway(sim, { env = {}, key = 'sk-test-key-1', port, dir } 
     STORE_URL: 'memory:',
     LOG_LEVEL: 'debug',
     WORKERS: '2',
+    ACCOUNT_CONCURRENCY: '100000', // the simulator's task limit is off unless a test sets it
     ...env,
   };
   const proc = spawn(GW_BIN, [], { cwd: dir, env: fullEnv, stdio: ['ignore', out, out] });

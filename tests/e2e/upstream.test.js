@@ -73,13 +73,37 @@ test('the stream dropped mid-reply gives the client an error, not a hang or an e
   }), (e) => e.status === 502);
 });
 
-test('upstream 429 (quota) becomes 429 with Retry-After; 500 becomes 502', async () => {
-  await sim.faults([{ kind: 'chat_429', seconds: 120 }]);
-  await assert.rejects(client.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: tag() }] }),
-    (e) => e.status === 429 && Number(e.headers.get('retry-after')) > 60);
+test('upstream 429 (quota) becomes 429 with Retry-After and rests the account until its reset', async () => {
+  const sim2 = await startSim(['--port', '0']);
+  const gw2 = await startGateway(sim2);
+  try {
+    const c = gw2.client();
+    await sim2.faults([{ kind: 'chat_429', seconds: 120 }]);
+    await assert.rejects(c.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: tag() }] }),
+      (e) => e.status === 429 && Number(e.headers.get('retry-after')) > 60);
+    const posts = (await sim2.stats()).counters['POST /engine-agent/chat'];
+    // The account is resting: the next request is refused without bothering the upstream.
+    await assert.rejects(c.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: tag() }] }),
+      (e) => e.status === 429 && /usage limit/.test(e.message) && Number(e.headers.get('retry-after')) > 60);
+    assert.equal((await sim2.stats()).counters['POST /engine-agent/chat'], posts);
+  } finally {
+    await gw2.stop();
+    await sim2.stop();
+  }
+});
+
+test('an upstream 500 before the first byte is retried; three in a row become 502', async () => {
+  const before = (await counters())['POST /engine-agent/chat'] || 0;
   await sim.faults([{ kind: 'chat_500' }]);
+  const m = tag();
+  const r = await client.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: m }] });
+  assert.match(r.choices[0].message.content, new RegExp(m));
+  assert.equal((await counters())['POST /engine-agent/chat'] - before, 2, 'one failure, one retry');
+  await sim.faults([{ kind: 'chat_500', times: 3 }]);
+  const t0 = Date.now();
   await assert.rejects(client.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: tag() }] }),
     (e) => e.status === 502 && e.error.type === 'upstream_error');
+  assert.ok(Date.now() - t0 < 5000, 'retries are bounded in time');
 });
 
 test('a client that leaves mid-stream closes the upstream stream within a second', async () => {
