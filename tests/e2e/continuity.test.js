@@ -8,9 +8,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const net = require('node:net');
-const { startSim, startGateway, waitFor, freePort, findChat } = require('./lib');
+const { startSim, startGateway, waitFor, freePort, findChat, spawnTracked } = require('./lib');
 
 let sim;
 let nonce = 0;
@@ -187,7 +186,7 @@ test('a rotated cookie survives a restart (SQLite)', async () => {
 });
 
 function startRedis(port) {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+  const proc = spawnTracked('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
     { stdio: 'ignore' });
   const exited = new Promise((r) => proc.on('exit', r));
   return { proc, exited, stop: async () => { proc.kill('SIGKILL'); await exited; } };

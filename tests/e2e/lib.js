@@ -32,6 +32,23 @@ function freePort() {
 
 let gwCount = 0;
 
+// Every process a test file starts is stopped when the file ends, even when
+// a test failed half-way: a leftover child would keep the file from exiting.
+const children = new Set();
+function track(proc) {
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+  return proc;
+}
+require('node:test').after(() => {
+  for (const p of children) p.kill('SIGKILL');
+});
+
+// Starts any helper process (redis-server, ...) under the same clean-up.
+function spawnTracked(cmd, args, opts) {
+  return track(spawn(cmd, args, opts));
+}
+
 class Gateway {
   constructor(proc, port, dir, logFile, key) {
     this.proc = proc;
@@ -87,7 +104,7 @@ async function startGateway(sim, { env = {}, key = 'sk-test-key-1', port, dir } 
     ACCOUNT_CONCURRENCY: '100000', // the simulator's task limit is off unless a test sets it
     ...env,
   };
-  const proc = spawn(GW_BIN, [], { cwd: dir, env: fullEnv, stdio: ['ignore', out, out] });
+  const proc = track(spawn(GW_BIN, [], { cwd: dir, env: fullEnv, stdio: ['ignore', out, out] }));
   fs.closeSync(out);
   const gw = new Gateway(proc, port, dir, logFile, key);
   let exited = null;
@@ -137,4 +154,10 @@ async function findChat(sim, predicate) {
   return ids.map((id) => ({ id, ...st.chats[id] }));
 }
 
-module.exports = { startSim, startGateway, waitFor, freePort, readSSE, collectStream, findChat, ROOT, GW_BIN };
+async function startSimTracked(...args) {
+  const sim = await startSim(...args);
+  track(sim.proc);
+  return sim;
+}
+
+module.exports = { spawnTracked, startSim: startSimTracked, startGateway, waitFor, freePort, readSSE, collectStream, findChat, ROOT, GW_BIN };
