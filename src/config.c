@@ -95,8 +95,6 @@ static const struct cfg_key keys[] = {
 	  "largest request body" },
 	{ "MAX_HEADER_BYTES", CFG_INT, OFF(max_header_bytes), 1024, 1L << 20, "16384", 0, NULL,
 	  "largest request header block" },
-	{ "MAX_CONNECTIONS", CFG_INT, OFF(max_connections), 1, 1000000, "20000", 0, NULL,
-	  "client connections at most" },
 	{ "MAX_STREAMS", CFG_INT, OFF(max_streams), 1, 1000000, "12000", CFG_RELOAD, NULL,
 	  "chat requests in flight at most" },
 	{ "MAX_REPLY_BYTES", CFG_INT, OFF(max_reply_bytes), 1024, 1L << 30, "16777216", CFG_RELOAD, NULL,

@@ -1,6 +1,7 @@
 /* server.c - evhttp front: listener, limits, routing, auth, CORS, errors. */
 #include "front/server.h"
 #include "front/openai.h"
+#include "front/ratelimit.h"
 #include "core/app.h"
 #include "config.h"
 #include "util/buf.h"
@@ -237,6 +238,17 @@ static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *p
 	if (atomic_load(&app->draining)) {
 		reply_status(req, ctx, 503, "unavailable", "shutting_down",
 			     "The gateway is shutting down; retry on another instance.");
+		return;
+	}
+	int retry_after;
+	if (chat && !ratelimit_take(ctx->tenant, ctx->cfg->rate_limit_rpm, gw_wall_s(), &retry_after)) {
+		struct chat_error e;
+		chat_error_set(&e, 429, "rate_limit_error", "rate_limit_exceeded",
+			       "Rate limit reached: %ld requests per minute for this key. Retry in %d s.",
+			       ctx->cfg->rate_limit_rpm, retry_after);
+		e.retry_after = retry_after;
+		server_reply_error(req, ctx, &e);
+		req_ctx_free(ctx);
 		return;
 	}
 	if (chat)

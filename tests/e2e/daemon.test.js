@@ -156,3 +156,26 @@ test('deadlines: no first piece, and silence mid-reply, end in 504 / an error ev
     await gw.stop();
   }
 });
+
+test('RATE_LIMIT_RPM: a key over its limit gets 429 with Retry-After; other keys go on', async () => {
+  const gw = await startGateway(sim, { key: 'sk-a', env: { API_MASTER_KEY: 'sk-a,sk-b', RATE_LIMIT_RPM: '3' } });
+  try {
+    const a = gw.client({ apiKey: 'sk-a' });
+    const b = gw.client({ apiKey: 'sk-b' });
+    const ask = (c) => c.chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: 'rl' }] });
+    // The window is a calendar minute: start well inside one.
+    await waitFor(() => new Date().getSeconds() < 50, { timeoutMs: 12000, intervalMs: 200, what: 'a fresh minute' });
+    const results = await Promise.allSettled([ask(a), ask(a), ask(a), ask(a)]);
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.equal(refused.length, 1);
+    const e = refused[0].reason;
+    assert.equal(e.status, 429);
+    assert.equal(e.error.code, 'rate_limit_exceeded');
+    const ra = Number(e.headers.get('retry-after'));
+    assert.ok(ra >= 1 && ra <= 60);
+    const rb = await ask(b);
+    assert.ok(rb.choices[0].message.content);
+  } finally {
+    await gw.stop();
+  }
+});
