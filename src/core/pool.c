@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define POOL_MAX_ACCOUNTS 64
@@ -95,6 +96,43 @@ static void cookie_key(const struct account *a, char out[64])
 	snprintf(out, 64, "cookie:%s", a->id);
 }
 
+/* Per-account state kept in the store, so a restart (or another instance
+ * sharing Redis) knows it: "<what>:<account id>". */
+static void state_key(const struct account *a, const char *what, char out[64])
+{
+	snprintf(out, 64, "%s:%s", what, a->id);
+}
+
+static void state_save(const struct account *a, const char *what, const char *value, int64_t ttl_s)
+{
+	char key[64];
+	state_key(a, what, key);
+	if (store_kv_put(a->pool->app->store, NULL, key, value, strlen(value), ttl_s, NULL, NULL, NULL) != GW_OK)
+		log_warn(NULL, "%s: %s not saved in the store", a->id, what);
+}
+
+static void state_load(struct account *a)
+{
+	char key[64];
+	size_t len;
+	state_key(a, "cool", key);
+	char *v = store_kv_get_sync(a->pool->app->store, key, &len);
+	if (v) {
+		long long until = strtoll(v, NULL, 10);
+		if (until > gw_wall_s()) {
+			a->cool_until = until;
+			log_info(NULL, "%s: at its usage limit (saved) for %lld s more", a->id, until - gw_wall_s());
+		}
+		gw_free(v);
+	}
+	state_key(a, "model", key);
+	v = store_kv_get_sync(a->pool->app->store, key, &len);
+	if (v) {
+		snprintf(a->cur_model, sizeof(a->cur_model), "%s", v);
+		gw_free(v);
+	}
+}
+
 static struct account *account_new(struct pool *p, const char *value)
 {
 	struct account *a = gw_calloc(1, sizeof(*a));
@@ -124,6 +162,7 @@ static struct account *account_new(struct pool *p, const char *value)
 		gw_free(a);
 		return NULL;
 	}
+	state_load(a);
 	return a;
 }
 
@@ -460,10 +499,14 @@ void account_report(struct account *a, enum account_outcome o, int64_t until)
 			log_warn(NULL, "%s: %d failures in a row; resting it for %d s", a->id, a->failures, a->open_s);
 		}
 		break;
-	case ACCT_QUOTA:
+	case ACCT_QUOTA: {
+		char v[24];
 		a->cool_until = until > now ? until : now + 60;
 		log_warn(NULL, "%s: at its usage limit; not used for %lld s", a->id, (long long)(a->cool_until - now));
+		snprintf(v, sizeof(v), "%lld", (long long)a->cool_until);
+		state_save(a, "cool", v, a->cool_until - now + 60);
 		break;
+	}
 	case ACCT_NEUTRAL:
 		break;
 	}
@@ -813,11 +856,12 @@ enum gw_err account_model_acquire(struct account *a, const char *model_key, stru
 
 void account_model_switched(struct account *a, const char *model_key, bool ok)
 {
-	GW_UNUSED(model_key);
 	pthread_mutex_lock(&a->lock);
 	a->switching = false;
 	if (!ok)
 		a->cur_model[0] = '\0'; /* unknown: the next request sets it again */
+	else
+		state_save(a, "model", model_key, 0);
 	gate_pump(a);
 	pthread_mutex_unlock(&a->lock);
 }

@@ -251,3 +251,24 @@ test('a fleet sharing Redis keeps one upstream chat; a Redis outage degrades, th
     await redis.stop();
   }
 });
+
+test('an account resting at its quota stays resting across a restart (SQLite)', async () => {
+  const sim2 = await startSim(['--port', '0']);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'el2a-quota-'));
+  const env = { STORE_URL: 'sqlite://data/test.db' };
+  let gw = await startGateway(sim2, { dir, env });
+  try {
+    await sim2.faults([{ kind: 'chat_429', seconds: 300 }]);
+    await assert.rejects(gw.client().chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: 'q1' }] }),
+      (e) => e.status === 429);
+    await gw.stop('SIGKILL');
+    gw = await startGateway(sim2, { dir, env });
+    const posts = (await sim2.stats()).counters['POST /engine-agent/chat'];
+    await assert.rejects(gw.client().chat.completions.create({ model: 'gpt-5.4', messages: [{ role: 'user', content: 'q2' }] }),
+      (e) => e.status === 429 && Number(e.headers.get('retry-after')) > 200);
+    assert.equal((await sim2.stats()).counters['POST /engine-agent/chat'], posts, 'the upstream was not asked again');
+  } finally {
+    await gw.stop();
+    await sim2.stop();
+  }
+});
