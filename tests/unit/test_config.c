@@ -220,6 +220,31 @@ static void test_refcount_and_current(void **state)
 	config_unref(c);
 }
 
+static void test_alloc_failures(void **state)
+{
+	(void)state;
+	char err[512];
+	static const char text[] = "PORT=1234\nAPI_MASTER_KEY=a,b,c\nCORS_ORIGINS=auto\nDEFAULT_MODEL=gpt-5.4\n";
+	bool saw_failure = false;
+	/* Fail the Nth allocation for every N until loading no longer fails:
+	 * each error path must return cleanly (ASan checks for leaks). */
+	for (unsigned long n = 1; n < 500; n++) {
+		gw_alloc_fail_at(n);
+		struct gw_config *c = config_load_env_text(text, sizeof(text) - 1, err, sizeof(err));
+		gw_alloc_fail_at(0);
+		if (c) {
+			assert_int_equal(c->port, 1234);
+			assert_int_equal(c->n_api_keys, 3);
+			config_unref(c);
+			assert_true(saw_failure);
+			return;
+		}
+		saw_failure = true;
+		assert_non_null(strstr(err, "out of memory"));
+	}
+	fail_msg("config loading never succeeded");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +256,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_key_beyond_loopback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_fixed_on_reload, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refcount_and_current, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
