@@ -32,6 +32,7 @@ struct chat_http {
 	struct buf text;     /* stream:false */
 	struct buf reasoning;
 	struct buf out;      /* scratch for one SSE event */
+	struct evbuffer *eb; /* reused for every chunk: evhttp drains it */
 	struct event *keepalive;
 	uint64_t last_write_us;
 };
@@ -40,6 +41,8 @@ static void ch_free(struct chat_http *ch)
 {
 	if (ch->keepalive)
 		event_free(ch->keepalive);
+	if (ch->eb)
+		evbuffer_free(ch->eb);
 	buf_release(&ch->text);
 	buf_release(&ch->reasoning);
 	buf_release(&ch->out);
@@ -66,15 +69,12 @@ static void on_drained(struct evhttp_connection *evcon, void *arg)
 /* Sends ch->out as one chunk; returns false when the client is backed up. */
 static bool flush_out(struct chat_http *ch)
 {
-	struct evbuffer *eb = evbuffer_new();
-	if (!eb || evbuffer_add(eb, ch->out.p, ch->out.len) != 0) {
-		evbuffer_free(eb);
+	if (evbuffer_add(ch->eb, ch->out.p, ch->out.len) != 0) {
 		buf_reset(&ch->out);
 		return true;
 	}
 	buf_reset(&ch->out);
-	evhttp_send_reply_chunk_with_cb(ch->req, eb, on_drained, ch);
-	evbuffer_free(eb);
+	evhttp_send_reply_chunk_with_cb(ch->req, ch->eb, on_drained, ch);
 	ch->last_write_us = gw_now_us();
 	if (unsent_bytes(ch) > SSE_HIWAT)
 		ch->paused = true;
@@ -237,9 +237,10 @@ void chat_http_handle(struct evhttp_request *req, struct req_ctx *ctx)
 	buf_init(&ch->reasoning, (size_t)ctx->cfg->max_reply_bytes);
 	buf_init(&ch->out, (size_t)ctx->cfg->max_reply_bytes * 7 + 4096);
 	ch->keepalive = evtimer_new(ctx->w->base, on_keepalive, ch);
+	ch->eb = evbuffer_new();
 	log_info(ctx->rid, "chat %s, %zu message(s), model %.80s", creq->stream ? "stream" : "json", creq->n_msgs,
 		 creq->model ? creq->model : "(default)");
-	if (!ch->keepalive || call_start(ctx->w, creq, ctx->rid, &http_sink, ch, &ch->call) != GW_OK) {
+	if (!ch->keepalive || !ch->eb || call_start(ctx->w, creq, ctx->rid, &http_sink, ch, &ch->call) != GW_OK) {
 		struct chat_error e;
 		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of resources; retry shortly.");
 		server_reply_error(req, ctx, &e);
