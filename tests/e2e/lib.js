@@ -40,9 +40,11 @@ function track(proc) {
   proc.on('exit', () => children.delete(proc));
   return proc;
 }
-require('node:test').after(() => {
+// Registered after the test file's own top-level hooks, so it runs last
+// and only meets what they did not stop.
+setImmediate(() => require('node:test').after(() => {
   for (const p of children) p.kill('SIGKILL');
-});
+}));
 
 // Starts any helper process (redis-server, ...) under the same clean-up.
 function spawnTracked(cmd, args, opts) {
