@@ -278,13 +278,13 @@ static struct {
 	bool stream;
 	int flow;
 	int port, sim_port;
-	const char *key, *cookie, *model, *agent, *label;
+	const char *key, *cookie, *model, *agent, *label, *note;
 	long conc, total, warmup, pieces, slow, ramp_ms;
 	long req_timeout_s, deadline_s, pool_max, fresh;
 	struct watched w[MAX_PIDS];
 	int nw;
 } opt = { .stream = true, .flow = 2026, .key = "", .cookie = "sim_client_default",
-	  .model = "claude-sonnet-4-5", .agent = "ClaudeSonnet4_5", .label = "", .conc = 1, .total = 100,
+	  .model = "claude-sonnet-4-5", .agent = "ClaudeSonnet4_5", .label = "", .note = "", .conc = 1, .total = 100,
 	  .warmup = 0, .pieces = 32, .req_timeout_s = 120, .deadline_s = 300, .pool_max = 256 };
 
 static struct event_base *base;
@@ -1753,10 +1753,10 @@ static void report(void)
 	FILE *f = stdout;
 	fprintf(f, "{\"label\":\"%s\",\"mode\":\"%s\",\"flow\":%d,\"conc\":%ld,\"n\":%ld,\"pieces\":%ld,\"slow\":%ld,"
 		"\"stream\":%s,\"ok\":%ld,\"bad\":%ld,\"err\":%ld,\"timeouts\":%ld,\"wall_s\":%.3f,\"rps\":%.1f,"
-		"\"peak_inflight\":%ld,\"fresh\":%s",
+		"\"peak_inflight\":%ld,\"fresh\":%s,\"note\":\"%s\"",
 		opt.label, opt.up ? "up" : "gw", opt.flow, opt.conc, opt.total, opt.pieces, opt.slow,
 		opt.stream ? "true" : "false", R.ok, R.bad, R.err, R.timeouts, wall,
-		wall > 0 ? (double)R.ok / wall : 0.0, R.peak_inflight, opt.fresh ? "true" : "false");
+		wall > 0 ? (double)R.ok / wall : 0.0, R.peak_inflight, opt.fresh ? "true" : "false", opt.note);
 	json_pct(f, "ttfb", &R.ttfb);
 	json_pct(f, "ttft", &R.ttft);
 	json_pct(f, "total", &R.total);
@@ -1906,6 +1906,8 @@ static void parse_args(int argc, char **argv)
 			opt.key = v;
 		else if (!strcmp(a, "--cookie"))
 			opt.cookie = v;
+		else if (!strcmp(a, "--note"))
+			opt.note = v;
 		else if (!strcmp(a, "--label"))
 			opt.label = v;
 		else if (!strcmp(a, "--stream"))

@@ -116,14 +116,14 @@ start_sim() { # flow
 	die "the simulator did not start"
 }
 
-start_gw() { # flow
+start_gw() { # flow; GW_ENV="NAME=value ..." adds settings
 	GW_PORT=$(free_port)
 	mkdir -p "$RUN/gw"
 	(cd "$RUN/gw" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
 		CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
 		ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
 		STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
-		"$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
+		${GW_ENV:-} "$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
 	GW_PID=$!
 	PIDS+=("$GW_PID")
 	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway"
@@ -219,34 +219,36 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	scenario gateway 2026 50 1000 50 32 0 1
 	scenario nginx-upstream 2026 50 1000 50 32 0 1
 else
-	# concurrency 1, 50, 500 at 0 ms/piece; 50, 500, 10,000 at 20 ms/piece
+	# Each gateway row is followed by its nginx twin (the same upstream
+	# traffic), so both see the same background load.
+	# concurrency 1, 50, 500 at 0 ms/piece
 	scenario gateway 2026 1 300 20 32 0 1
+	scenario nginx-upstream 2026 1 300 20 32 0 1
 	scenario gateway 2026 1 300 20 32 0 1 --fresh 1
 	scenario gateway 2026 1 300 20 32 0 0
 	scenario gateway 2026 50 3000 100 32 0 1
+	scenario nginx-upstream 2026 50 3000 100 32 0 1
 	scenario gateway 2026 50 3000 100 32 0 0
+	GW_ENV="WORKERS=1" scenario gateway 2026 50 3000 100 32 0 1 --note "WORKERS=1"
+	scenario nginx-sse 2026 50 3000 100 32 0 1
 	scenario gateway 2026 500 3000 100 32 0 1
+	scenario nginx-upstream 2026 500 3000 100 32 0 1
+	# 50, 500, 10,000 at 20 ms/piece (10,000 only overlap when paced)
 	scenario gateway 2026 50 500 50 32 20 1
+	scenario nginx-upstream 2026 50 500 50 32 20 1
 	scenario gateway 2026 500 1500 50 32 20 1
+	scenario nginx-upstream 2026 500 1500 50 32 20 1
 	scenario gateway 2026 10000 10000 50 32 20 1
+	scenario nginx-upstream 2026 10000 10000 50 32 20 1
 	# 1,000 pieces
 	scenario gateway 2026 50 200 20 1000 0 1
+	scenario nginx-upstream 2026 50 200 20 1000 0 1
 	scenario gateway 2026 50 200 20 1000 0 0
 	# the older upstream flow
 	scenario gateway 2025 50 3000 100 32 0 1
-	scenario gateway 2025 500 1500 50 32 20 1
-	# baselines: nginx relaying the same upstream traffic
-	scenario nginx-upstream 2026 1 300 20 32 0 1
-	scenario nginx-upstream 2026 50 3000 100 32 0 1
-	scenario nginx-upstream 2026 500 3000 100 32 0 1
-	scenario nginx-upstream 2026 50 500 50 32 20 1
-	scenario nginx-upstream 2026 500 1500 50 32 20 1
-	scenario nginx-upstream 2026 10000 10000 50 32 20 1
-	scenario nginx-upstream 2026 50 200 20 1000 0 1
 	scenario nginx-upstream 2025 50 3000 100 32 0 1
+	scenario gateway 2025 500 1500 50 32 20 1
 	scenario nginx-upstream 2025 500 1500 50 32 20 1
-	# plain SSE relay: nginx in front of the gateway
-	scenario nginx-sse 2026 50 3000 100 32 0 1
 fi
 
 # ---- profile ---------------------------------------------------------------------------
