@@ -81,7 +81,7 @@ static void drain_check(evutil_socket_t fd, short what, void *arg)
 	struct worker *w = arg;
 	/* Wait for every worker: the main thread joins the others once its own
 	 * loop ends, which must not cut their streams short. */
-	if (atomic_load(&w->app->streams) == 0) {
+	if (atomic_load(&w->app->streams) == 0 && atomic_load(&w->app->flushing) == 0) {
 		event_base_loopexit(w->base, NULL);
 		return;
 	}
@@ -97,6 +97,9 @@ static void drain_deadline(evutil_socket_t fd, short what, void *arg)
 	if (w->n_calls)
 		log_warn(NULL, "shutdown: ending %zu stream(s) still open after the drain deadline", w->n_calls);
 	call_abort_all(w, 503, "The gateway is shutting down; the reply was cut off.");
+	/* Give the error events a moment to reach their clients, no more. */
+	struct timeval grace = { 1, 0 };
+	event_base_loopexit(w->base, &grace);
 }
 
 static void worker_start_drain(void *arg)

@@ -747,6 +747,19 @@ static void refresh_start_locked(struct account *a, struct worker *w)
 	}
 }
 
+char *account_cookie(struct account *a)
+{
+	pthread_mutex_lock(&a->lock);
+	char *c = gw_strdup(a->cookie);
+	pthread_mutex_unlock(&a->lock);
+	return c;
+}
+
+void account_cookie_free(char *cookie)
+{
+	secret_free(cookie);
+}
+
 void account_creds_release(struct account_creds *c)
 {
 	secret_free(c->cookie);
@@ -893,6 +906,7 @@ struct mfetch {
 	struct waiter wt;
 	struct account_creds creds;
 	bool forced;
+	bool force_next;
 };
 
 static void models_finish(struct mfetch *f, struct snap_impl *snap, const struct chat_error *e)
@@ -931,6 +945,7 @@ static void on_adapters(const struct httpc_resp *resp, void *arg)
 	}
 	if (resp->status == 401 && !f->forced) {
 		f->forced = true;
+		f->force_next = true;
 		account_creds_release(&f->creds);
 		mfetch_creds(f);
 		return;
@@ -965,7 +980,9 @@ static void on_mfetch_wait(struct waiter *wt, void *arg)
 static void mfetch_creds(struct mfetch *f)
 {
 	struct chat_error e;
-	enum gw_err err = account_creds_get(f->a, f->w, f->forced, &f->wt, &f->creds, &e);
+	bool force = f->force_next;
+	f->force_next = false;
+	enum gw_err err = account_creds_get(f->a, f->w, force, &f->wt, &f->creds, &e);
 	if (err == GW_EAGAIN)
 		return;
 	if (err) {

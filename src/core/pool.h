@@ -59,6 +59,10 @@ struct account_creds {
 	char org_id[128];
 };
 void account_creds_release(struct account_creds *c);
+/* The current __client value (secret), for a call made later than the
+ * credentials were taken. Free with account_cookie_free. */
+char *account_cookie(struct account *a);
+void account_cookie_free(char *cookie);
 
 /* GW_OK: creds filled with a JWT valid for at least 15 s more.
  * GW_EAGAIN: wt queued; ask again when it fires (wt->err says how it went).

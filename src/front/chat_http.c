@@ -95,10 +95,20 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(ch->keepalive, &tv);
 }
 
+/* The last byte of the reply reached the socket: shutdown may proceed. */
+static void on_complete(struct evhttp_request *req, void *arg)
+{
+	GW_UNUSED(req);
+	struct app *app = arg;
+	atomic_fetch_sub(&app->flushing, 1);
+}
+
 static void on_client_close(struct evhttp_connection *evcon, void *arg)
 {
 	GW_UNUSED(evcon);
 	struct chat_http *ch = arg;
+	evhttp_request_set_on_complete_cb(ch->req, NULL, NULL);
+	atomic_fetch_sub(&ch->ctx->w->app->flushing, 1);
 	/* evhttp frees the request after this: never touch it again. */
 	if (ch->call)
 		call_cancel(ch->call);
@@ -247,5 +257,7 @@ void chat_http_handle(struct evhttp_request *req, struct req_ctx *ctx)
 		ch_free(ch);
 		return;
 	}
+	atomic_fetch_add(&ctx->w->app->flushing, 1);
+	evhttp_request_set_on_complete_cb(req, on_complete, ctx->w->app);
 	evhttp_connection_set_closecb(ch->evcon, on_client_close, ch);
 }

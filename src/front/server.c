@@ -201,17 +201,40 @@ static bool path_is(const char *path, const char *want)
 	return strncmp(path, want, l) == 0 && (path[l] == '\0' || (path[l] == '/' && path[l + 1] == '\0'));
 }
 
+/* evhttp frames a body by the first Content-Length and would run what
+ * follows a shorter one as the next request: refuse any repetition, and
+ * close the connection so nothing after it is read (request smuggling). */
+static bool framing_ok(struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	int n = 0;
+	for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next)
+		n += strcasecmp(kv->key, "Content-Length") == 0;
+	return n <= 1;
+}
+
 static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *path)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct app *app = ctx->w->app;
 
+	if (!framing_ok(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		reply_status(req, ctx, 400, "invalid_request_error", "bad_framing",
+			     "The request has more than one Content-Length header.");
+		return;
+	}
 	if (path_is(path, "/healthz") || path_is(path, "/health")) {
 		handle_health(req, ctx);
 		return;
 	}
 	if (cmd == EVHTTP_REQ_OPTIONS) {
 		handle_preflight(req, ctx);
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_HEAD) {
+		reply_status(req, ctx, 405, "invalid_request_error", "method_not_allowed",
+			     "Only GET, POST and OPTIONS are served here.");
 		return;
 	}
 	bool chat = path_is(path, "/v1/chat/completions") || path_is(path, "/chat/completions");
@@ -230,7 +253,7 @@ static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *p
 			     "(or 'x-api-key: <key>').");
 		return;
 	}
-	if ((chat && cmd != EVHTTP_REQ_POST) || (!chat && cmd != EVHTTP_REQ_GET)) {
+	if ((chat && cmd != EVHTTP_REQ_POST) || (!chat && cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)) {
 		reply_status(req, ctx, 405, "invalid_request_error", "method_not_allowed",
 			     chat ? "Use POST for /v1/chat/completions." : "Use GET for /v1/models.");
 		return;
@@ -369,9 +392,11 @@ struct server *server_new(struct worker *w, const struct gw_config *cfg, char *e
 		return NULL;
 	}
 	server_apply_config(s, cfg);
+	/* Every method reaches the router, which answers 405 in the API's shape
+	 * (evhttp would send a bare 501). */
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_OPTIONS |
 						    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_PATCH);
+						    EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(s->http, "application/json");
 	evhttp_set_gencb(s->http, on_request, s);
 

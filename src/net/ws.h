@@ -6,7 +6,8 @@
  *
  * Callbacks run from the loop. Any callback may call ws_free() or
  * ws_close() on its own ws. After ws_open() returns GW_OK, exactly one
- * on_close follows, unless ws_free() is called first. */
+ * on_close follows, unless ws_free() is called first. The ws stays the
+ * caller's to free after on_close (ws_free may be called inside it). */
 #ifndef GW_WS_H
 #define GW_WS_H
 

@@ -37,6 +37,7 @@ struct turn {
 
 	struct account_creds creds;
 	bool forced;               /* a JWT refresh was already forced once */
+	bool force_next;           /* the next credentials request forces it */
 	struct waiter wt;
 	bool waiting_creds, waiting_gate;
 	bool gate_held;
@@ -176,6 +177,7 @@ static bool retry_auth(struct turn *t, const struct httpc_resp *r)
 		return false;
 	log_info(t->rid, "upstream refused the JWT; refreshing it and retrying");
 	t->forced = true;
+	t->force_next = true;
 	account_creds_release(&t->creds);
 	if (t->gate_held) {
 		account_model_release(t->a);
@@ -395,6 +397,7 @@ static void ws_on_close(void *arg, enum gw_err err, int code, int http_status)
 {
 	struct turn *t = arg;
 	enter(t);
+	ws_free(t->ws); /* after on_close the ws is still ours to free */
 	t->ws = NULL;
 	if (!t->accepted && (err == GW_EAUTH || http_status == 401) && !t->forced) {
 		struct httpc_resp fake = { .err = GW_OK, .status = 401 };
@@ -422,8 +425,11 @@ static void open_ws(struct turn *t)
 				     t->cfg->engine_ws_base_url, t->chat_id, t->creds.user_id);
 	if (!err && t->cfg->engine_flow == FLOW_2026)
 		err = buf_printf(&url, "%%3A%s&workspaceId=%s", t->creds.org_id, t->workspace);
+	/* The cookie may have rotated since the credentials were taken. */
+	char *cookie = account_cookie(t->a);
 	if (!err)
-		err = buf_printf(&ck, "Cookie: __client=%s", t->creds.cookie);
+		err = cookie ? buf_printf(&ck, "Cookie: __client=%s", cookie) : GW_ENOMEM;
+	account_cookie_free(cookie);
 	if (!err)
 		err = buf_printf(&origin, "Origin: %s", t->cfg->upstream_origin);
 	if (!err) {
@@ -462,7 +468,11 @@ static void on_wait(struct waiter *wt, void *arg)
 static void step_creds(struct turn *t)
 {
 	struct chat_error e;
-	enum gw_err err = account_creds_get(t->a, t->w, t->forced, &t->wt, &t->creds, &e);
+	/* Force only the first ask: asking again after the wait must take the
+	 * JWT that wait produced, not throw it away. */
+	bool force = t->force_next;
+	t->force_next = false;
+	enum gw_err err = account_creds_get(t->a, t->w, force, &t->wt, &t->creds, &e);
 	if (err == GW_EAGAIN) {
 		t->waiting_creds = true;
 		return;
