@@ -109,7 +109,10 @@ static void on_client_close(struct evhttp_connection *evcon, void *arg)
 	struct chat_http *ch = arg;
 	evhttp_request_set_on_complete_cb(ch->req, NULL, NULL);
 	atomic_fetch_sub(&ch->ctx->w->app->flushing, 1);
-	/* evhttp frees the request after this: never touch it again. */
+	/* On a timeout or EOF evhttp detaches an unfinished request from its
+	 * connection and leaves it to us; otherwise it frees it itself. */
+	if (!evhttp_request_get_connection(ch->req))
+		evhttp_request_free(ch->req);
 	if (ch->call)
 		call_cancel(ch->call);
 	ch->call = NULL;

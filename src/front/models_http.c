@@ -92,7 +92,11 @@ static void on_wait(struct waiter *wt, void *arg)
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
 	GW_UNUSED(evcon);
-	mr_free(arg);
+	struct models_req *mr = arg;
+	/* See chat_http.c: a detached unfinished request is ours to free. */
+	if (!evhttp_request_get_connection(mr->req))
+		evhttp_request_free(mr->req);
+	mr_free(mr);
 }
 
 static void start(struct evhttp_request *req, struct req_ctx *ctx, const char *id)
