@@ -271,6 +271,7 @@ struct watched {
 	long long *rss; /* samples, kB */
 	size_t nrss;
 	long long hwm_kb, rss_end_kb;
+	long fds_max; /* open descriptors, the largest sample */
 };
 
 static struct {
@@ -958,6 +959,22 @@ static long long proc_status_kb(int pid, const char *key)
 	return v;
 }
 
+static long proc_fds(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
 static struct event *sample_ev;
 
 static void sample_cb(evutil_socket_t fd, short what, void *arg)
@@ -970,6 +987,9 @@ static void sample_cb(evutil_socket_t fd, short what, void *arg)
 		long long kb = proc_status_kb(w->pid, "VmRSS");
 		if (kb >= 0 && w->nrss < MAX_SAMPLES)
 			w->rss[w->nrss++] = kb;
+		long fds = proc_fds(w->pid);
+		if (fds > w->fds_max)
+			w->fds_max = fds;
 	}
 }
 
@@ -1314,6 +1334,8 @@ static void up_rest(struct req *r, const struct hc_ops *ops, const char *method,
 		  method, path, opt.port, clerk.jwt.p);
 	sb_printf(&q, "Content-Length: %zu\r\n\r\n", strlen(body));
 	sb_add(&q, body, strlen(body));
+	r->status = 0;
+	sb_reset(&r->body);
 	r->refs++;
 	pool_submit(&up_pool, ops, r, q.p, q.len);
 	sb_free(&q);
@@ -1772,9 +1794,10 @@ static void report(void)
 			mx = w->rss[w->nrss - 1];
 		}
 		fprintf(f, "%s\"%s\":{\"pid\":%d,\"cpu_us\":%lld,\"ticks\":%lld,\"sched_us\":%lld,"
-			"\"hwm_kb\":%lld,\"rss_end_kb\":%lld,\"rss_steady_kb\":%lld,\"rss_max_kb\":%lld,\"samples\":%zu}",
+			"\"hwm_kb\":%lld,\"rss_end_kb\":%lld,\"rss_steady_kb\":%lld,\"rss_max_kb\":%lld,\"samples\":%zu,"
+			"\"fds_max\":%ld}",
 			i ? "," : "", w->name, w->pid, (w->ticks1 - w->ticks0) * 1000000 / tck, w->ticks1 - w->ticks0,
-			(w->sched1 - w->sched0) / 1000, w->hwm_kb, w->rss_end_kb, med, mx, w->nrss);
+			(w->sched1 - w->sched0) / 1000, w->hwm_kb, w->rss_end_kb, med, mx, w->nrss, w->fds_max);
 	}
 	fprintf(f, "},\"errors\":[");
 	for (int i = 0; i < R.nerrs; i++) {

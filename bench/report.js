@@ -31,6 +31,7 @@ function derived(r) {
     simReq: r.sim_cpu_us >= 0 ? r.sim_cpu_us / reqs : null,
     ticks: p.ticks,
     hwm: p.hwm_kb,
+    fds: p.fds_max,
     steady: p.rss_steady_kb,
     gwInSse: r.label === 'nginx-sse' && r.procs.gateway ? r.procs.gateway.cpu_us / reqs : null,
   };
@@ -106,7 +107,8 @@ P('  is recorded as a cross-check (`sched_us` in results.jsonl). Per request = C
 P('  (requests × pieces), so per-piece figures include the per-request setup.');
 P('- **Simulator CPU** comes from its own `/__sim/stats` counters (`process.cpuUsage()`), before and after.');
 P('- **Memory.** Peak = `VmHWM` at the end of the run (the process is fresh for each scenario); steady = the median of');
-P('  `VmRSS` sampled every 100 ms during the measured phase. MiB.');
+P('  `VmRSS` sampled every 100 ms during the measured phase. MiB. Open fds: the largest count of `/proc/PID/fd`');
+P('  entries among the same samples.');
 P('- **Latency.** From writing the request: TTFB = first response byte (upstream rows: the chat POST\'s 202);');
 P('  TTFT = first non-empty content piece; total = end of the reply. Successful requests only.');
 P();
@@ -120,7 +122,7 @@ P('(streaming or not makes no difference upstream). One row repeats concurrency 
 P();
 P('## Results');
 P();
-P('| # | target | scenario | ok / bad / err | req/s | CPU µs/req (ticks) | CPU µs/piece | sim CPU µs/req | RSS peak / steady MiB | TTFB p50 / p99 ms | TTFT p50 / p99 ms | total p50 / p99 ms | peak in flight |');
+P('| # | target | scenario | ok / bad / err | req/s | CPU µs/req (ticks) | CPU µs/piece | sim CPU µs/req | RSS peak / steady MiB | TTFB p50 / p99 ms | TTFT p50 / p99 ms | total p50 / p99 ms | peak in flight / open fds |');
 P('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 rows.forEach((r, i) => {
   const d = derived(r);
@@ -128,7 +130,7 @@ rows.forEach((r, i) => {
   P(`| ${i + 1} | ${tgt} | ${what(r)} | ${r.ok} / ${r.bad} / ${r.err} | ${fmt(r.rps)} | ${fmt(d.cpuReq)} (${d.ticks}) | ` +
     `${fmt(d.cpuPiece, 1)} | ${fmt(d.simReq)} | ${fmt(d.hwm / MiB, 1)} / ${fmt(d.steady / MiB, 1)} | ` +
     `${ms(r.ttfb_p50_ms)} / ${ms(r.ttfb_p99_ms)} | ${r.stream ? `${ms(r.ttft_p50_ms)} / ${ms(r.ttft_p99_ms)}` : '–'} | ` +
-    `${ms(r.total_p50_ms)} / ${ms(r.total_p99_ms)} | ${fmt(r.peak_inflight)} |`);
+    `${ms(r.total_p50_ms)} / ${ms(r.total_p99_ms)} | ${fmt(r.peak_inflight)} / ${fmt(d.fds)} |`);
 });
 P();
 const failed = rows.filter((r) => r.errors && r.errors.length);

@@ -8,6 +8,9 @@
 #   bench/run.sh            the full matrix (about 5 minutes on 2 cores)
 #   BENCH_QUICK=1 bench/run.sh   a few small scenarios (a smoke check)
 #   BENCH_PROFILE=0         skip the perf profile
+#   BENCH_ONLY=REGEX        only the scenarios whose "target flow conc pieces
+#                           slow stream" matches, e.g. 'gateway 2026 10000'
+#   (QUICK and ONLY write build/bench/benchmarks-partial.md, not the doc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -169,6 +172,9 @@ stop_all() {
 scenario() {
 	local target=$1 flow=$2 conc=$3 n=$4 warm=$5 pieces=$6 slow=$7 stream=$8
 	shift 8
+	if [ -n "${BENCH_ONLY:-}" ] && ! [[ "$target $flow $conc $pieces $slow $stream" =~ $BENCH_ONLY ]]; then
+		return 0
+	fi
 	local secs=$((pieces * slow / 1000))
 	local rto=$((secs * 3 + 15)) ramp=0
 	[ "$conc" -ge 1000 ] && { ramp=2000; rto=$((secs * 3 + 60)); }
@@ -254,7 +260,7 @@ fi
 # ---- profile ---------------------------------------------------------------------------
 PROFILE=$OUT/profile.txt
 : >"$PROFILE"
-if [ "${BENCH_PROFILE:-1}" = 1 ] && [ "${BENCH_QUICK:-0}" != 1 ] && command -v perf >/dev/null &&
+if [ "${BENCH_PROFILE:-1}" = 1 ] && [ "${BENCH_QUICK:-0}" != 1 ] && [ -z "${BENCH_ONLY:-}" ] && command -v perf >/dev/null &&
 	perf record -q -o "$RUN/probe.data" -- true >/dev/null 2>&1; then
 	log "profiling the gateway (perf, 50 streams, 32 pieces, 0 ms)"
 	start_sim 2026
@@ -286,7 +292,7 @@ fi
 T1=$(date +%s)
 DOC=docs/benchmarks.md
 # A smoke run must not replace the real figures.
-[ "${BENCH_QUICK:-0}" = 1 ] && DOC=$OUT/benchmarks-quick.md
+if [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then DOC=$OUT/benchmarks-partial.md; fi
 {
 	printf '{"nproc":%s,' "$(nproc)"
 	printf '"kernel":"%s",' "$(uname -r)"
@@ -298,7 +304,7 @@ DOC=docs/benchmarks.md
 	printf '"date":"%s",' "$(date -u +%Y-%m-%d)"
 	printf '"matrix_s":%s,' "$((T1 - T0))"
 	printf '"loadavg_start":"%s","loadavg_end":"%s",' "$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
-	printf '"quick":%s}\n' "$([ "${BENCH_QUICK:-0}" = 1 ] && echo true || echo false)"
+	printf '"partial":%s}\n' "$([ "$DOC" = docs/benchmarks.md ] && echo false || echo true)"
 } >"$OUT/machine.json"
 node bench/report.js --results "$RESULTS" --machine "$OUT/machine.json" --profile "$PROFILE" \
 	--doc "$DOC"
