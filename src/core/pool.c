@@ -24,6 +24,9 @@
 #define BREAKER_MAX_S 300
 #define SLOT_QUEUE_MAX 64    /* requests waiting for a slot, per account */
 
+/* What a waiter of an account waits for (waiter.tag). */
+enum { WAIT_TOKEN = 1, WAIT_GATE, WAIT_SLOT };
+
 struct account {
 	struct pool *pool;
 	pthread_mutex_t lock;
@@ -452,6 +455,7 @@ enum gw_err account_slot_acquire(struct account *a, struct waiter *wt, struct ch
 		return GW_ELIMIT;
 	}
 	a->queued++;
+	wt->tag = WAIT_SLOT;
 	waitq_push(&a->slots, wt);
 	pthread_mutex_unlock(&a->lock);
 	return GW_EAGAIN;
@@ -803,6 +807,7 @@ enum gw_err account_creds_get(struct account *a, struct worker *w, bool force, s
 		pthread_mutex_unlock(&a->lock);
 		return GW_EUPSTREAM;
 	}
+	wt->tag = WAIT_TOKEN;
 	waitq_push(&a->token_waiters, wt);
 	if (!a->refreshing)
 		refresh_start_locked(a, w);
@@ -817,12 +822,31 @@ enum gw_err account_creds_get(struct account *a, struct worker *w, bool force, s
 	return GW_EAGAIN;
 }
 
+static void gate_pump(struct account *a);
+static void slots_pump(struct account *a, long limit);
+
 void account_wait_cancel(struct account *a, struct waiter *wt)
 {
+	long limit = concurrency_limit();
 	pthread_mutex_lock(&a->lock);
-	bool was_slot = wt->q == &a->slots;
-	if (waitq_remove(wt) && was_slot)
-		a->queued--;
+	if (waitq_remove(wt)) {
+		if (wt->tag == WAIT_SLOT)
+			a->queued--;
+	} else if (waitq_take_unconsumed(wt)) {
+		/* Woken but gone before its callback ran: hand back what the wake
+		 * granted, or the gate or a slot would be held for ever. */
+		if (wt->tag == WAIT_SLOT) {
+			a->running--;
+			slots_pump(a, limit);
+		} else if (wt->tag == WAIT_GATE) {
+			a->holders--;
+			if (wt->flag) {
+				a->switching = false;
+				a->cur_model[0] = '\0';
+			}
+			gate_pump(a);
+		}
+	}
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -862,6 +886,7 @@ enum gw_err account_model_acquire(struct account *a, const char *model_key, stru
 		return GW_OK;
 	}
 	wt->want = model_key;
+	wt->tag = WAIT_GATE;
 	waitq_push(&a->gate, wt);
 	pthread_mutex_unlock(&a->lock);
 	return GW_EAGAIN;

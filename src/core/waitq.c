@@ -19,6 +19,7 @@ static void waiter_fire(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct waiter *wt = arg;
+	wt->fired = false;
 	wt->cb(wt, wt->arg);
 }
 
@@ -28,6 +29,8 @@ enum gw_err waiter_init(struct waiter *wt, struct event_base *base,
 	wt->next = NULL;
 	wt->pprev = NULL;
 	wt->q = NULL;
+	wt->fired = false;
+	wt->tag = 0;
 	wt->err = GW_OK;
 	wt->cb = cb;
 	wt->arg = arg;
@@ -75,10 +78,18 @@ bool waitq_remove(struct waiter *wt)
 	return true;
 }
 
+bool waitq_take_unconsumed(struct waiter *wt)
+{
+	bool granted = wt->q == NULL && wt->fired;
+	wt->fired = false;
+	return granted;
+}
+
 void waitq_wake(struct waiter *wt, enum gw_err err)
 {
 	waitq_remove(wt);
 	wt->err = err;
+	wt->fired = true;
 	event_active(wt->ev, EV_TIMEOUT, 1);
 }
 

@@ -24,6 +24,8 @@ struct waiter {
 	void *arg;
 	const void *want;             /* what the waiter waits for (queue-specific) */
 	bool flag;                    /* queue-specific extra result */
+	bool fired;                   /* woken, callback not yet run */
+	int tag;                      /* which queue of its owner it waits in */
 };
 
 struct waitq {
@@ -44,6 +46,10 @@ void waitq_push(struct waitq *q, struct waiter *wt);
 struct waiter *waitq_peek(struct waitq *q);
 /* Unlinks wt (no-op if not queued); returns true if it was queued. */
 bool waitq_remove(struct waiter *wt);
+/* For cancelling (queue lock held, on the waiter's thread): true when wt
+ * was already woken but its callback has not run, so whatever the wake
+ * granted must be given back by the caller. Clears that state. */
+bool waitq_take_unconsumed(struct waiter *wt);
 /* Unlinks wt and schedules its callback with err. */
 void waitq_wake(struct waiter *wt, enum gw_err err);
 void waitq_wake_all(struct waitq *q, enum gw_err err);

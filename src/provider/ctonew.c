@@ -286,6 +286,7 @@ static void on_chat(const struct httpc_resp *r, void *arg)
 		chat_refused(t, r);
 	} else {
 		t->accepted = true;
+		log_debug(t->rid, "prompt accepted");
 		t->step = ST_STREAM;
 		arm(t->timer, t->cfg->first_piece_timeout);
 		t->cbs.on_accepted(t->arg, t->chat_id, t->workspace);
@@ -387,6 +388,7 @@ static void ws_on_open(void *arg)
 {
 	struct turn *t = arg;
 	enter(t);
+	log_debug(t->rid, "reply stream open");
 	arm(t->ping, TURN_PING_S);
 	t->step = t->cfg->engine_flow == FLOW_2025 ? ST_CHAT : ST_GATE;
 	step(t);
@@ -496,6 +498,7 @@ static void step_gate(struct turn *t)
 	bool need_switch = false;
 	enum gw_err err = account_model_acquire(t->a, t->model.key, &t->wt, &need_switch);
 	if (err == GW_EAGAIN) {
+		log_debug(t->rid, "waiting for the account's model to be free");
 		t->waiting_gate = true;
 		return;
 	}
