@@ -338,10 +338,17 @@ for (const chunked of [false, true]) {
     // lost to a reset (see the todo test below).
     const r = await pushHugeBody(hugeHead(TOTAL, chunked), TOTAL, { chunked, waitMs: chunked ? 0 : 100 });
     const { responses } = parseResponses(r.buf);
-    assert.ok(responses.length >= 1, `no response (${r.buf.length} bytes, sent ${r.sent}, ${r.error})`);
-    assert.equal(responses[0].status, 413);
-    protocolErrors.push([`100 MB body (${chunked ? 'chunked' : 'Content-Length'})`, responses[0]]);
-    assert.ok(r.firstByteMs < 5000, `413 after ${r.firstByteMs} ms`);
+    if (chunked) {
+      // The 413 comes after 8 MB of body, while the client is still sending:
+      // whether the client sees it is the todo test below.
+      if (responses.length) assert.equal(responses[0].status, 413);
+      else assert.ok(r.error, `neither a response nor a reset (${r.buf.length} bytes)`);
+    } else {
+      assert.ok(responses.length >= 1, `no response (${r.buf.length} bytes, sent ${r.sent}, ${r.error})`);
+      assert.equal(responses[0].status, 413);
+    }
+    if (responses.length) protocolErrors.push([`100 MB body (${chunked ? 'chunked' : 'Content-Length'})`, responses[0]]);
+    assert.ok(r.ms < 5000, `ended after ${r.ms} ms`);
     assert.ok(r.sent < TOTAL, 'the gateway did not read the whole 100 MB');
     const growthMb = (r.peakKb - base) / 1024;
     assert.ok(growthMb < 40, `RSS grew by ${growthMb.toFixed(1)} MB (from ${base} kB)`);
@@ -350,14 +357,16 @@ for (const chunked of [false, true]) {
   });
 }
 
-test('a client that sends a 100 MB Content-Length body at once still reads the 413',
-  { todo: 'gateway bug: the 413 for an oversized Content-Length body is followed by close() with unread input, so the client gets ECONNRESET and loses the 413 (no lingering close: EVHTTP_SERVER_LINGERING_CLOSE)' }, async () => {
-    // The loss is a race (about half the time on loopback): five tries.
-    for (let i = 0; i < 5; i++) {
-      const r = await pushHugeBody(hugeHead(TOTAL, false), TOTAL, { chunked: false, waitMs: 0 });
-      const { responses } = parseResponses(r.buf);
-      assert.ok(responses.length >= 1, `try ${i + 1}: no response: ${r.buf.length} bytes, sent ${r.sent}, error ${r.error}`);
-      assert.equal(responses[0].status, 413);
+test('a client that sends a 100 MB body at once (Content-Length or chunked) still reads the 413',
+  { todo: 'gateway bug: the 413 for an oversized body is followed by close() with unread input, so the client gets ECONNRESET/EPIPE and usually loses the 413 (no lingering close: EVHTTP_SERVER_LINGERING_CLOSE)' }, async () => {
+    // The loss is a race (about half the time on loopback): five tries each.
+    for (const chunked of [false, true]) {
+      for (let i = 0; i < 5; i++) {
+        const r = await pushHugeBody(hugeHead(TOTAL, chunked), TOTAL, { chunked, waitMs: 0 });
+        const { responses } = parseResponses(r.buf);
+        assert.ok(responses.length >= 1, `${chunked ? 'chunked' : 'Content-Length'} try ${i + 1}: no response: ${r.buf.length} bytes, sent ${r.sent}, error ${r.error}`);
+        assert.equal(responses[0].status, 413);
+      }
     }
     await assertAlive('a 100 MB body sent at once');
   });
@@ -492,8 +501,7 @@ test('smuggling: two different Content-Lengths (long one first) get 400, the hid
   await assertAlive('two Content-Lengths');
 });
 
-test('smuggling: two different Content-Lengths (short one first) get 400, the hidden request never runs',
-  { todo: 'gateway bug: with two different Content-Length headers evhttp frames by the first and runs the bytes after it as a second request (request smuggling)' }, async () => {
+test('smuggling: two different Content-Lengths (short one first) get 400, the hidden request never runs', async () => {
     const first = '{"model":"gpt-5.4","messages":[{"role":"user","content":"x"}]}';
     const m = tag();
     const hidden = smuggled(m);
@@ -598,7 +606,8 @@ test('an unknown method gets a 4xx', async () => {
     const r = await rawExchange([`${method} ${target} HTTP/1.1\r\nHost: x\r\n${AUTH()}Connection: close\r\n\r\n`], { timeoutMs: 3000 });
     const { responses } = parseResponses(r.buf);
     assert.equal(responses.length, 1, `${method}: one response: ${JSON.stringify(r.buf.toString('latin1').slice(0, 200))}`);
-    assert.ok([400, 405, 501].includes(responses[0].status), `${method}: ${responses[0].status}`);
+    const st = responses[0].status;
+    assert.ok((st >= 400 && st < 500) || st === 501, `${method}: ${st}`);
     protocolErrors.push([`method ${method}`, responses[0]]);
   }
   await assertAlive('unknown methods');

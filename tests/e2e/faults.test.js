@@ -9,25 +9,28 @@ const fs = require('node:fs');
 const net = require('node:net');
 const { startSim, startGateway, findChat, readSSE, waitFor } = require('./lib');
 
-let sim, gwA, gwB, gwC, gwW;
+let sim, gwA, gwB, gwC, gwW, gwP;
 let nonce = 0;
 const tag = () => `f${process.pid}x${++nonce}q`; // q ends it: x1q is not in x10q
 const extra = []; // sims and gateways a test started, stopped in after()
 
 test.before(async () => {
   sim = await startSim(['--port', '0']);
-  [gwA, gwB, gwC, gwW] = await Promise.all([
+  [gwA, gwB, gwC, gwW, gwP] = await Promise.all([
     startGateway(sim),
     startGateway(sim, { env: { MAX_REPLY_BYTES: '1048576', IDLE_TIMEOUT: '1' } }),
     startGateway(sim, { env: { CLIENT_TIMEOUT: '2' } }),
     startGateway(sim), // meets upstream WebSocket failures (rejected, closed)
+    // Measured for memory: a sanitizer build's quarantine would count freed
+    // blocks as resident, so it is off for this one (no effect on a release build).
+    startGateway(sim, { env: { ASAN_OPTIONS: `${process.env.ASAN_OPTIONS || 'detect_leaks=1:abort_on_error=1'}:quarantine_size_mb=0:thread_local_quarantine_size_kb=0` } }),
   ]);
-  for (const g of [gwA, gwB, gwC, gwW]) await g.client().models.list(); // warm: session, JWT, model list
+  for (const g of [gwA, gwB, gwC, gwW, gwP]) await g.client().models.list(); // warm: session, JWT, model list
 });
 
 // Exit codes are checked by the last tests; this only cleans up after a failure.
 test.after(async () => {
-  for (const g of [gwA, gwB, gwC, gwW]) if (g) await g.stop('SIGKILL');
+  for (const g of [gwA, gwB, gwC, gwW, gwP]) if (g) await g.stop('SIGKILL');
   for (const x of extra.reverse()) await x.stop();
   if (sim) await sim.stop();
 });
@@ -186,8 +189,7 @@ test('rotate: the gateway takes the rotated cookie and keeps working across JWT 
   assert.ok(Date.now() - t0 < 5000);
 });
 
-test('rotate while a request is in flight: that request still gets its reply',
-  { todo: 'gateway bug: a cookie rotated by the background JWT refresh while a request is between its chat POST and its WebSocket upgrade: the upgrade goes out with the old cookie (401), then the JWT-refresh retry loops (tens of thousands of mints) and the request hangs' }, async () => {
+test('rotate while a request is in flight: that request still gets its reply', async () => {
     const s2 = await startSim(['--port', '0', '--jwt-ttl', '16']);
     const g2 = await startGateway(s2);
     try {
@@ -264,8 +266,7 @@ test('ws_reject 500: 502 (or a retried reply), and the next request works', asyn
   await retriableFault(gwW, { kind: 'ws_reject', status: 500 });
 });
 
-test('ws_reject 401: one JWT refresh, then a reply or 502 within a bound; no refresh storm',
-  { todo: 'gateway bug: a WebSocket upgrade refused with 401 makes the gateway mint JWTs in a tight loop (thousands per second) and the request never ends; on SIGTERM the drain then dies on "assertion failed at src/net/httpc.c: h->ws_alive == 0"' }, async () => {
+test('ws_reject 401: one JWT refresh, then a reply or 502 within a bound; no refresh storm', async () => {
     const s2 = await startSim(['--port', '0']);
     const g2 = await startGateway(s2);
     try {
@@ -283,7 +284,7 @@ test('ws_reject 401: one JWT refresh, then a reply or 502 within a bound; no ref
       const exit = await Promise.race([g2.stop(), new Promise((res) => setTimeout(() => res('hung'), 5000))]);
       assert.deepEqual(exit, { code: 0, signal: null });
     } finally {
-      await g2.stop('SIGKILL'); // this gateway is expected to misbehave
+      await g2.stop('SIGKILL'); // only if it is still running (a failed assertion above)
       await s2.stop();
     }
   });
@@ -450,20 +451,21 @@ function dechunk(buf) {
   return { head, body: Buffer.concat(parts).toString('utf8') };
 }
 
-test('a client that stops reading a 5 MB stream for 10 s: the gateway holds little (backpressure), then it arrives exactly', async () => {
-  const base = rssKb(gwA.pid);
+test('a client that stops reading a 5 MB stream for 10 s: the gateway holds little (backpressure), then it arrives exactly', async (t) => {
+  const base = rssKb(gwP.pid);
   const m = tag();
-  const sock = rawStream(gwA, `[bytes=5000000] ${m}`);
+  const sock = rawStream(gwP, `[bytes=5000000] ${m}`);
   const up0 = await upstreamFor(m);
   // The simulator sends the whole reply at once; the gateway must not queue it.
   await sim.replyDone(up0.id, 0, 10000);
   let peak = base;
   const t0 = Date.now();
   while (Date.now() - t0 < 10000) {
-    peak = Math.max(peak, rssKb(gwA.pid));
+    peak = Math.max(peak, rssKb(gwP.pid));
     await new Promise((r) => setTimeout(r, 100));
   }
   const growthMb = (peak - base) / 1024;
+  t.diagnostic(`RSS ${base} kB, +${growthMb.toFixed(1)} MB while not reading`);
   const chunks = [];
   const done = new Promise((resolve, reject) => {
     sock.on('data', (d) => chunks.push(d));
@@ -507,19 +509,26 @@ test('a client that never reads (CLIENT_TIMEOUT=2) is dropped and its upstream s
 // ---------------------------------------------------------------------------------------------
 // Shutdown under load
 
-test('100 live streams through SIGTERM (SHUTDOWN_TIMEOUT=2): each ends complete or with an error event + [DONE]; exit 0', async () => {
+test('100 live streams through SIGTERM (SHUTDOWN_TIMEOUT=2): each ends complete or with an error event + [DONE]; exit 0', async (t) => {
   const g = await startGateway(sim, { env: { SHUTDOWN_TIMEOUT: '2', ACCOUNT_CONCURRENCY: '1000' } });
   extra.push(g);
   await g.client().models.list();
   const n = 100;
+  const st0 = await sim.stats();
+  const before = st0.wsOpen;
+  const started0 = st0.counters.replies_started || 0;
   const jobs = Array.from({ length: n }, (_, i) => {
     const m = tag();
     const short = i % 2 === 0;
-    const content = short ? `[pieces=10] [slow=100] ${m}` : `[pieces=100] [slow=100] ${m}`;
+    const content = short ? `[pieces=15] [slow=100] ${m}` : `[pieces=100] [slow=100] ${m}`;
     return askStream(g, content, { timeoutMs: 15000 }).then((r) => ({ short, r }), (e) => ({ short, e }));
   });
-  const before = (await sim.stats()).wsOpen;
-  await waitFor(async () => (await sim.stats()).wsOpen >= before + n, { timeoutMs: 10000, what: `${n} live upstream streams` });
+  // Every reply has started (a slow start, as under a sanitizer, may have
+  // let some short ones finish already).
+  await waitFor(async () => (await sim.stats()).counters.replies_started >= started0 + n, { timeoutMs: 10000, what: `${n} upstream replies started` });
+  const live = (await sim.stats()).wsOpen - before;
+  t.diagnostic(`${live} streams live at SIGTERM`);
+  assert.ok(live >= n / 2, `${live} live streams`);
   const t0 = Date.now();
   g.proc.kill('SIGTERM');
   const results = await Promise.all(jobs);
@@ -537,10 +546,10 @@ test('100 live streams through SIGTERM (SHUTDOWN_TIMEOUT=2): each ends complete 
       cut++;
     } else {
       assert.deepEqual(r.finish, ['stop']);
-      assert.equal(r.content, Array.from({ length: short ? 10 : 100 }, (_, k) => `w${k + 1}`).join(' '));
+      assert.equal(r.content, Array.from({ length: short ? 15 : 100 }, (_, k) => `w${k + 1}`).join(' '));
       full++;
     }
-    if (short) assert.ok(!r.error, 'a 1 s stream finishes within the 2 s drain');
+    if (short) assert.ok(!r.error, 'a 1.5 s stream finishes within the 2 s drain');
   }
   assert.equal(full + cut, n);
   assert.ok(cut >= n / 2 - 5, `${cut} long streams were cut`);
@@ -557,15 +566,21 @@ async function stopWithin(g, ms) {
   return Promise.race([g.stop(), new Promise((res) => setTimeout(() => res('still running'), ms))]);
 }
 
+const failure = (g) => (g.logs().match(/fatal.*|ERROR: \w+Sanitizer.*|runtime error.*/) || [''])[0];
+
 test('after every fault above the gateways drain and exit 0', async () => {
-  for (const [name, g] of [['A', gwA], ['B (MAX_REPLY_BYTES, IDLE_TIMEOUT)', gwB], ['C (CLIENT_TIMEOUT)', gwC]]) {
+  for (const [name, g] of [['A', gwA], ['B (MAX_REPLY_BYTES, IDLE_TIMEOUT)', gwB], ['P (backpressure)', gwP]]) {
     const exit = await stopWithin(g, 5000);
-    assert.deepEqual(exit, { code: 0, signal: null }, `gateway ${name}: ${(g.logs().match(/fatal.*|ERROR: AddressSanitizer.*|runtime error.*/) || [''])[0]}`);
+    assert.deepEqual(exit, { code: 0, signal: null }, `gateway ${name}: ${failure(g)}`);
   }
 });
 
-test('a gateway that met failed upstream WebSockets (rejected, closed) drains and exits 0',
-  { todo: 'gateway bug: after any upstream WebSocket failure (ws_reject 500/404, ws_close, ws_drop) SIGTERM aborts with "fatal: assertion failed at src/net/httpc.c:278: h->ws_alive == 0" (SIGABRT)' }, async () => {
+test('the gateway that dropped a non-reading client drains and exits 0 (no leak)', async () => {
+    const exit = await stopWithin(gwC, 5000);
+    assert.deepEqual(exit, { code: 0, signal: null }, failure(gwC));
+  });
+
+test('a gateway that met failed upstream WebSockets (rejected, closed) drains and exits 0', async () => {
     const exit = await stopWithin(gwW, 5000);
-    assert.deepEqual(exit, { code: 0, signal: null }, (gwW.logs().match(/fatal.*/) || [''])[0]);
+    assert.deepEqual(exit, { code: 0, signal: null }, failure(gwW));
   });
