@@ -312,7 +312,7 @@ function pushHugeBody(head, total, { chunked, waitMs = 0 }) {
       }
       if (!done && chunked) sock.write('0\r\n\r\n');
     };
-    sock.on('connect', () => { sock.write(head); setTimeout(pump, waitMs); });
+    sock.on('connect', () => { sock.write(head); if (waitMs) setTimeout(pump, waitMs); else pump(); });
     sock.on('data', (d) => {
       if (firstByteMs === null) firstByteMs = Date.now() - t0;
       resp.push(d);
