@@ -300,7 +300,8 @@ if [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then DOC=$OUT/benchm
 	printf '"nofile":"%s",' "$NOFILE"
 	printf '"nginx":"%s",' "$(nginx -v 2>&1 | sed 's/.*: //; s/"//g')"
 	printf '"node":"%s",' "$(node --version)"
-	printf '"commit":"%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	printf '"commit":"%s%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+		"$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/')"
 	printf '"date":"%s",' "$(date -u +%Y-%m-%d)"
 	printf '"matrix_s":%s,' "$((T1 - T0))"
 	printf '"loadavg_start":"%s","loadavg_end":"%s",' "$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
