@@ -111,6 +111,9 @@ P('  `VmRSS` sampled every 100 ms during the measured phase. MiB. Open fds: the 
 P('  entries among the same samples.');
 P('- **Latency.** From writing the request: TTFB = first response byte (upstream rows: the chat POST\'s 202);');
 P('  TTFT = first non-empty content piece; total = end of the reply. Successful requests only.');
+P('- **Errors.** *bad* = the reply ended normally but its text differs from the expected one; *err* = an HTTP error,');
+P('  an error event, a broken connection, or no end within the request timeout (15 s at 0 ms per piece, 60 s for');
+P('  1,000 streams or more), after which the load generator closes the connection.');
 P();
 P('## Scenarios');
 P();
@@ -118,7 +121,17 @@ P('Not the full cross product: a base point (2026 flow, 32 pieces, streaming) an
 P('concurrency 1 / 50 / 500 at 0 ms per piece and 50 / 500 / 10,000 at 20 ms per piece (10,000 streams only stay');
 P('open together if pieces are paced), 1,000 pieces at 50 streams, non-streaming at 1, 50 and 1,000 pieces, the');
 P('2025 flow at 50 and 500 streams. Each gateway row has an nginx-upstream twin with the same upstream traffic');
-P('(streaming or not makes no difference upstream). One row repeats concurrency 1 with a new connection per request.');
+P('(streaming or not makes no difference upstream); each twin runs right after its gateway row. One row repeats');
+P('concurrency 1 with a new connection per request, one runs the base point with `WORKERS=1`, and one puts nginx');
+P('in front of the gateway (nginx-sse) to price a plain SSE relay of the same stream.');
+P();
+P('## Running it');
+P();
+P('- `make bench`: installs what is missing (nginx-light too), builds, runs the matrix (about 5 minutes of');
+P('  scenarios on 2 cores) and rewrites this file. The gateway is built from the working tree.');
+P('- `BENCH_QUICK=1 bench/run.sh`: three small scenarios; `BENCH_ONLY=\'gateway 2026 500\' bench/run.sh`: the');
+P('  scenarios whose "target flow streams pieces ms stream" matches. Both write build/bench/benchmarks-partial.md.');
+P('- Logs of every process: build/bench/{gateway,nginx,sim,load}.log; perf data: build/bench/perf.data.');
 P();
 P('## Results');
 P();
