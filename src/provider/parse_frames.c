@@ -1,10 +1,15 @@
 /* parse_frames.c - WebSocket text messages of the reply stream, and the
  * delta/snapshot tracker for the pieces they carry.
  *
- * frame_parse runs once per piece of every live reply, so it parses the
+ * frame_parse runs once per piece of every live reply. Its fast path
+ * (jscan, no allocation) reads the frames the upstream sends nearly all
+ * the time; everything else goes to the jansson path, which parses the
  * outer frame once, each inner line once, and hands out pointers into
- * jansson's strings instead of copying. */
+ * jansson's strings instead of copying. Both give the same items and
+ * result for every input (tests/fuzz/fuzz_frames_diff.c). */
 #include "provider/parse.h"
+#include "provider/jscan.h"
+#include "provider/parse_internal.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -160,16 +165,8 @@ static enum gw_err parse_outer(const json_t *root, frame_item_cb *cb, void *arg)
 	return cb(arg, &it) ? GW_OK : GW_ECANCELED;
 }
 
-enum gw_err frame_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg)
+static enum gw_err parse_jansson(const char *msg, size_t n, frame_item_cb *cb, void *arg)
 {
-	if (!msg)
-		return GW_EPROTO;
-	if (n == 4 && memcmp(msg, "pong", 4) == 0) {
-		struct frame_item it;
-		item_init(&it);
-		it.kind = FRAME_PONG;
-		return cb(arg, &it) ? GW_OK : GW_ECANCELED;
-	}
 	json_error_t jerr;
 	json_t *root = json_loadb(msg, n, 0, &jerr);
 	if (!root)
@@ -177,6 +174,289 @@ enum gw_err frame_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg)
 	enum gw_err err = json_is_object(root) ? parse_outer(root, cb, arg) : GW_EPROTO;
 	json_decref(root);
 	return err;
+}
+
+/* ---- fast path ---------------------------------------------------------
+ *
+ * jscan validates a frame exactly as jansson would, the strings are read
+ * in place and the update buffer is unescaped into a stack scratch area.
+ * A frame is wholly validated and classified before its first item is
+ * delivered; whatever the fast path does not handle (invalid JSON, a line
+ * that is not an object, an escaped unknown type...) goes to the jansson
+ * path whole, so no item is delivered twice and the result never depends
+ * on how much the fast path covers. */
+
+#define FAST_SCRATCH 4096 /* unescaped buffer bytes kept on the stack; more are allocated */
+#define FAST_ITEMS 8      /* items kept from validation; later ones are classified again */
+
+#define IS(v, lit) jscan_str_eq((v), (lit), sizeof(lit) - 1)
+
+/* What one inner line delivers; a string of kind JSCAN_NONE reads as "". */
+struct fast_item {
+	enum frame_kind kind;
+	struct jscan_val id, text, type;
+};
+
+struct outer_keys {
+	struct jscan_val type, buffer, state;
+};
+
+/* Members are kept as jansson keeps duplicates: the last one wins. */
+static void outer_member(void *arg, const struct jscan_val *key, const struct jscan_val *val)
+{
+	struct outer_keys *o = arg;
+	if (IS(key, "type"))
+		o->type = *val;
+	else if (IS(key, "buffer"))
+		o->buffer = *val;
+	else if (IS(key, "state"))
+		o->state = *val;
+}
+
+struct inner_keys {
+	struct jscan_val type, id, role, chat, thinking, content, text;
+};
+
+static void inner_member(void *arg, const struct jscan_val *key, const struct jscan_val *val)
+{
+	struct inner_keys *k = arg;
+	struct jscan_val *slot = NULL;
+	if (IS(key, "type"))
+		slot = &k->type;
+	else if (IS(key, "id"))
+		slot = &k->id;
+	else if (IS(key, "chat"))
+		slot = &k->chat;
+	else if (IS(key, "thinking"))
+		slot = &k->thinking;
+	else if (IS(key, "role"))
+		slot = &k->role;
+	else if (IS(key, "content"))
+		slot = &k->content;
+	else if (IS(key, "text"))
+		slot = &k->text;
+	if (slot)
+		*slot = *val;
+}
+
+/* piece_of on jscan values. */
+static struct jscan_val fast_piece(const struct inner_keys *k, const struct jscan_val *inner, bool thinking)
+{
+	struct jscan_val c = jscan_get(inner, "content");
+	if (c.kind == JSCAN_STRING || !thinking)
+		return c;
+	if (inner->kind == JSCAN_STRING)
+		return *inner;
+	c = jscan_get(inner, "text");
+	if (c.kind != JSCAN_STRING)
+		c = k->content;
+	if (c.kind != JSCAN_STRING)
+		c = k->text;
+	return c;
+}
+
+/* classify_inner on jscan values. */
+static void fast_classify(const struct inner_keys *k, struct fast_item *it)
+{
+	memset(it, 0, sizeof(*it));
+	if (IS(&k->role, "user")) {
+		it->kind = FRAME_ECHO;
+		return;
+	}
+	bool chat = IS(&k->type, "chat"), thinking = IS(&k->type, "thinking");
+	struct jscan_val text = { .kind = JSCAN_NONE };
+	if (chat || thinking)
+		text = fast_piece(k, chat ? &k->chat : &k->thinking, thinking);
+	enum jscan_kind id = k->id.kind;
+	if (text.kind != JSCAN_STRING || (id != JSCAN_NONE && id != JSCAN_NULL && id != JSCAN_STRING)) {
+		it->kind = FRAME_OTHER;
+		if (k->type.kind == JSCAN_STRING)
+			it->type = k->type;
+		return;
+	}
+	it->kind = chat ? FRAME_CHAT : FRAME_THINKING;
+	it->text = text;
+	if (id == JSCAN_STRING)
+		it->id = k->id;
+}
+
+/* One inner line; false if jansson must judge it. */
+static bool fast_line(const char *line, size_t n, struct fast_item *it)
+{
+	struct inner_keys k;
+	struct jscan_val root;
+	memset(&k, 0, sizeof(k));
+	if (jscan_parse(line, n, inner_member, &k, &root) != JSCAN_OK || root.kind != JSCAN_OBJECT)
+		return false;
+	fast_classify(&k, it);
+	return true;
+}
+
+/* The next non-blank line of s[*at..n), split as parse_buffer splits. */
+static bool next_line(char *s, size_t n, size_t *at, char **line, size_t *len)
+{
+	while (*at < n) {
+		char *p = s + *at, *nl = memchr(p, '\n', n - *at);
+		size_t l = nl ? (size_t)(nl - p) : n - *at;
+		*at += l + (nl ? 1 : 0);
+		if (!blank(p, l)) {
+			*line = p;
+			*len = l;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A string of an item, unescaped in place: it lies in the scratch copy of
+ * the buffer, and each string is unescaped once, when its item goes out. */
+static const char *fast_str(const struct jscan_val *v, size_t *len)
+{
+	*len = 0;
+	if (v->kind != JSCAN_STRING)
+		return "";
+	*len = v->esc ? jscan_str_decode(v, (char *)v->p) : v->n;
+	return v->p;
+}
+
+static bool fast_deliver(const struct fast_item *f, frame_item_cb *cb, void *arg)
+{
+	struct frame_item it;
+	item_init(&it);
+	it.kind = f->kind;
+	it.id = fast_str(&f->id, &it.id_len);
+	it.text = fast_str(&f->text, &it.len);
+	it.type = fast_str(&f->type, &it.type_len);
+	return cb(arg, &it);
+}
+
+/* The unescaped buffer s[0..n): every line is validated before the first
+ * item goes out. */
+static bool fast_lines(char *s, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	struct fast_item items[FAST_ITEMS], extra;
+	size_t count = 0, at = 0, resume = 0, len;
+	char *line;
+	while (next_line(s, n, &at, &line, &len)) {
+		if (!fast_line(line, len, count < FAST_ITEMS ? &items[count] : &extra))
+			return false;
+		if (++count == FAST_ITEMS)
+			resume = at;
+	}
+	*err = GW_ECANCELED;
+	for (size_t i = 0; i < count && i < FAST_ITEMS; i++)
+		if (!fast_deliver(&items[i], cb, arg))
+			return true;
+	for (at = resume; count > FAST_ITEMS && next_line(s, n, &at, &line, &len);) {
+		bool ok = fast_line(line, len, &extra); /* validated above: cannot fail */
+		GW_ASSERT(ok);
+		if (!fast_deliver(&extra, cb, arg))
+			return true;
+	}
+	*err = GW_OK;
+	return true;
+}
+
+static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	char stack[FAST_SCRATCH];
+	char *s = buffer->n <= sizeof(stack) ? stack : gw_malloc(buffer->n);
+	if (!s)
+		return false; /* jansson will meet the same shortage and say so */
+	size_t n = jscan_str_decode(buffer, s);
+	bool handled = fast_lines(s, n, cb, arg, err);
+	if (s != stack)
+		gw_free(s);
+	return handled;
+}
+
+/* classify_state on jscan values. */
+static void fast_state(const struct jscan_val *state, struct frame_item *it)
+{
+	struct jscan_val ip = { .kind = JSCAN_NONE }, c = { .kind = JSCAN_NONE }, key, val;
+	struct jscan_iter iter;
+	jscan_iter_init(&iter, state);
+	while (jscan_iter_next(&iter, &key, &val)) {
+		if (IS(&key, "inProgress"))
+			ip = val;
+		else if (IS(&key, "cancelled"))
+			c = val;
+	}
+	bool ip_ok = ip.kind == JSCAN_TRUE || ip.kind == JSCAN_FALSE;
+	bool c_ok = c.kind == JSCAN_NONE || c.kind == JSCAN_NULL || c.kind == JSCAN_TRUE || c.kind == JSCAN_FALSE;
+	if (!ip_ok || !c_ok) {
+		it->kind = FRAME_OTHER;
+		it->type = "state";
+		it->type_len = 5;
+		return;
+	}
+	it->kind = FRAME_STATE;
+	it->in_progress = ip.kind == JSCAN_TRUE;
+	it->cancelled = c.kind == JSCAN_TRUE;
+}
+
+/* True if the frame was handled (*err is then frame_parse's result). */
+static bool fast_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	struct outer_keys o;
+	struct jscan_val root;
+	memset(&o, 0, sizeof(o));
+	if (jscan_parse(msg, n, outer_member, &o, &root) != JSCAN_OK || root.kind != JSCAN_OBJECT)
+		return false;
+	if (IS(&o.type, "update")) {
+		*err = GW_EPROTO;
+		return o.buffer.kind == JSCAN_STRING ? fast_update(&o.buffer, cb, arg, err) : true;
+	}
+	struct frame_item it;
+	item_init(&it);
+	if (IS(&o.type, "state")) {
+		fast_state(&o.state, &it);
+	} else if (IS(&o.type, "history")) {
+		it.kind = FRAME_HISTORY;
+	} else if (IS(&o.type, "label")) {
+		it.kind = FRAME_LABEL;
+	} else {
+		if (o.type.kind == JSCAN_STRING && o.type.esc)
+			return false; /* a rare escaped unknown type: jansson unescapes it */
+		it.kind = FRAME_OTHER;
+		if (o.type.kind == JSCAN_STRING) {
+			it.type = o.type.p;
+			it.type_len = o.type.n;
+		}
+	}
+	*err = cb(arg, &it) ? GW_OK : GW_ECANCELED;
+	return true;
+}
+
+static bool is_pong(const char *msg, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	if (n != 4 || memcmp(msg, "pong", 4) != 0)
+		return false;
+	struct frame_item it;
+	item_init(&it);
+	it.kind = FRAME_PONG;
+	*err = cb(arg, &it) ? GW_OK : GW_ECANCELED;
+	return true;
+}
+
+enum gw_err frame_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg)
+{
+	enum gw_err err;
+	if (!msg)
+		return GW_EPROTO;
+	if (is_pong(msg, n, cb, arg, &err) || fast_parse(msg, n, cb, arg, &err))
+		return err;
+	return parse_jansson(msg, n, cb, arg);
+}
+
+enum gw_err frame_parse_slow(const char *msg, size_t n, frame_item_cb *cb, void *arg)
+{
+	enum gw_err err;
+	if (!msg)
+		return GW_EPROTO;
+	if (is_pong(msg, n, cb, arg, &err))
+		return err;
+	return parse_jansson(msg, n, cb, arg);
 }
 
 /* ---- piece tracker --------------------------------------------------- */
