@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "provider/parse.h"
+#include "provider/parse_internal.h"
 
 #define LIT(s) (s), (sizeof(s) - 1)
 
@@ -365,7 +366,9 @@ static void test_stop(void **state)
 }
 
 /* No crash or leak when any allocation fails (jansson may then report a
- * syntax error or silently drop bytes: see test_parse_clerk.c). */
+ * syntax error or silently drop bytes: see test_parse_clerk.c). The fast
+ * path allocates nothing for such a frame, so the jansson path is driven
+ * directly. */
 static void test_alloc_failures(void **state)
 {
 	(void)state;
@@ -375,13 +378,166 @@ static void test_alloc_failures(void **state)
 	for (unsigned long k = 1; k < 300 && !ok; k++) {
 		struct got g = { 0 };
 		gw_alloc_fail_at(k);
-		enum gw_err err = frame_parse(f, strlen(f), collect, &g);
+		enum gw_err err = frame_parse_slow(f, strlen(f), collect, &g);
 		gw_alloc_fail_at(0);
 		assert_true(err == GW_OK || err == GW_ENOMEM || err == GW_EPROTO);
 		ok = err == GW_OK && g.n == 2 && g.v[1].kind == FRAME_CHAT &&
 		     strcmp(g.v[1].text, "Hello") == 0;
 	}
 	assert_true(ok);
+	gw_free(f);
+}
+
+/* ---- fast path against the jansson path ------------------------------ */
+
+/* Every item, serialised, so two runs compare with one memcmp. */
+struct log {
+	struct buf b;
+	size_t items, stop_after;
+};
+
+static bool log_item(void *arg, const struct frame_item *it)
+{
+	struct log *l = arg;
+	unsigned char head[3] = { (unsigned char)it->kind, it->in_progress, it->cancelled };
+	size_t lens[3] = { it->id_len, it->len, it->type_len };
+	GW_ASSERT(buf_add(&l->b, head, sizeof(head)) == GW_OK && buf_add(&l->b, lens, sizeof(lens)) == GW_OK &&
+		  buf_add(&l->b, it->id, it->id_len) == GW_OK && buf_add(&l->b, it->text, it->len) == GW_OK &&
+		  buf_add(&l->b, it->type, it->type_len) == GW_OK);
+	l->items++;
+	return l->stop_after == 0 || l->items < l->stop_after;
+}
+
+/* frame_parse and frame_parse_slow agree on msg, stopping after 0 (never)
+ * to 12 items; returns the full run's result and item count. */
+static enum gw_err same_both_ways(const char *msg, size_t n, size_t *items)
+{
+	enum gw_err first = GW_OK;
+	for (size_t stop = 0; stop <= 12; stop++) {
+		struct log fast = { .stop_after = stop }, slow = { .stop_after = stop };
+		buf_init(&fast.b, 1 << 24);
+		buf_init(&slow.b, 1 << 24);
+		enum gw_err ef = frame_parse(msg, n, log_item, &fast);
+		enum gw_err es = frame_parse_slow(msg, n, log_item, &slow);
+		if (ef != es || fast.b.len != slow.b.len || (fast.b.len && memcmp(fast.b.p, slow.b.p, fast.b.len)))
+			fail_msg("stop %zu: fast %s (%zu items), slow %s (%zu items) on '%.*s'", stop,
+				 gw_strerror(ef), fast.items, gw_strerror(es), slow.items, (int)(n > 300 ? 300 : n), msg);
+		if (stop == 0) {
+			first = ef;
+			*items = fast.items;
+		}
+		buf_release(&fast.b);
+		buf_release(&slow.b);
+	}
+	return first;
+}
+
+/* Whether frame_parse took msg without a single allocation (so without
+ * jansson): the next allocation is made to fail, and must still fail after. */
+static bool allocation_free(const char *msg, enum gw_err want)
+{
+	struct got g = { 0 };
+	gw_alloc_fail_at(1);
+	enum gw_err err = frame_parse(msg, strlen(msg), collect, &g);
+	void *p = gw_malloc(1);
+	gw_alloc_fail_at(0);
+	gw_free(p);
+	return err == want && p == NULL;
+}
+
+static void check_both(bool fast, const char *msg, enum gw_err want, size_t want_items)
+{
+	size_t items = 0;
+	enum gw_err err = same_both_ways(msg, strlen(msg), &items);
+	if (err != want || items != want_items)
+		fail_msg("'%s': %s with %zu items, want %s with %zu", msg, gw_strerror(err), items, gw_strerror(want),
+			 want_items);
+	if (allocation_free(msg, want) != fast)
+		fail_msg("'%s' %s the fast path", msg, fast ? "missed" : "took");
+}
+
+enum { SLOW, FAST };
+
+static void test_fast_matches_slow(void **state)
+{
+	(void)state;
+	/* Shapes the fast path reads itself... */
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"msg_1\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
+		   "{\\\"content\\\":\\\"Hel\\\"}}\\n\"}", GW_OK, 1);
+	check_both(FAST, " {\"buffer\" : \"\\r\\n{ \\\"chat\\\" : {\\\"x\\\":[1,{}],\\\"content\\\":\\\"a\\\\n\\\\u00e9\\\"} ,"
+		   "\\\"type\\\":\\\"ch\\\\u0061t\\\", \\\"id\\\":null, \\\"id\\\":\\\"m\\\\\\\"q\\\"}\\n\\t\\n\" ,"
+		   "\"type\" : \"update\", \"extra\":[true,-1.5e-3,{\"a\":null}]} ", GW_OK, 1);
+	check_both(FAST, "{\"t\\u0079pe\":\"state\",\"state\":{\"cancelled\":true,\"inProgress\":false,\"inProgress\":true}}",
+		   GW_OK, 1);
+	check_both(FAST, "{\"type\":\"state\",\"state\":{\"inProgress\":true,\"cancelled\":\"no\"}}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"state\",\"state\":[{\"inProgress\":true}]}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"history\",\"messages\":[]}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"label\",\"type\":\"odd\",\"label\":\"x\"}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":7}", GW_EPROTO, 0);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"\"}", GW_OK, 0);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"role\\\":\\\"user\\\"}\\n{\\\"type\\\":\\\"tool_call\\\"}\\n"
+		   "{\\\"type\\\":\\\"thinking\\\",\\\"thinking\\\":\\\"t\\\\ud83d\\\\ude42\\\"}\"}", GW_OK, 3);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\"} ", GW_OK, 1);
+	/* ...and shapes it hands to jansson whole. */
+	check_both(SLOW, "{\"type\":\"upd\\u0061te\",\"type\":\"s\\u00e9\",\"buffer\":\"\"}", GW_OK, 1);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
+		   "{\\\"content\\\":\\\"a\\\"}}\\n[1]\\n\"}", GW_EPROTO, 1);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
+		   "{\\\"content\\\":\\\"a\\\"}}\\n{\\\"n\\\":1e999}\\n\"}", GW_EPROTO, 1);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"} x", GW_EPROTO, 0);
+	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
+}
+
+/* More lines than the fast path keeps from validation: the rest are
+ * classified again as they go out, in order, and a stop among them holds. */
+static void test_fast_many_lines(void **state)
+{
+	(void)state;
+	char buffer[4096] = "";
+	for (int i = 0; i < 20; i++) {
+		char line[128];
+		snprintf(line, sizeof(line), i % 5 == 4 ? "{\"role\":\"user\",\"content\":\"%d\"}\n"
+			 : "{\"id\":\"m\",\"type\":\"chat\",\"chat\":{\"content\":\"p\\\"%d\"}}\n", i);
+		strcat(buffer, line);
+	}
+	char *f = update_frame(buffer);
+	size_t items = 0;
+	assert_int_equal(same_both_ways(f, strlen(f), &items), GW_OK);
+	assert_int_equal(items, 20);
+	assert_true(allocation_free(f, GW_OK));
+	struct got g = { .stop_after = 11 };
+	assert_int_equal(parse(f, &g), GW_ECANCELED);
+	assert_int_equal(g.n, 11);
+	assert_item(&g.v[8], FRAME_CHAT, "m", "p\"8");
+	assert_int_equal(g.v[9].kind, FRAME_ECHO);
+	assert_item(&g.v[10], FRAME_CHAT, "m", "p\"10");
+	gw_free(f);
+}
+
+/* A buffer past the stack scratch area is unescaped into an allocation;
+ * if that fails, the jansson path takes the frame. */
+static void test_fast_big_frame(void **state)
+{
+	(void)state;
+	static char buffer[20000];
+	char *p = buffer + sprintf(buffer, "{\"id\":\"m\",\"type\":\"chat\",\"chat\":{\"content\":\"");
+	for (int i = 0; i < 1500; i++)
+		p += sprintf(p, "w%d\\n ", i % 10);
+	strcpy(p, "\"}}\n");
+	char *f = update_frame(buffer);
+	size_t items = 0;
+	assert_int_equal(same_both_ways(f, strlen(f), &items), GW_OK);
+	assert_int_equal(items, 1);
+	struct log l = { 0 };
+	buf_init(&l.b, 1 << 20);
+	gw_alloc_fail_at(1);
+	assert_int_equal(frame_parse(f, strlen(f), log_item, &l), GW_OK);
+	gw_alloc_fail_at(0);
+	assert_int_equal(l.items, 1);
+	size_t lens[3];
+	memcpy(lens, l.b.p + 3, sizeof(lens));
+	assert_int_equal(lens[1], 1500 * 4); /* "wN\n " */
+	buf_release(&l.b);
 	gw_free(f);
 }
 
@@ -712,6 +868,9 @@ int main(void)
 		cmocka_unit_test(test_update_malformed_inner),
 		cmocka_unit_test(test_stop),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_fast_matches_slow),
+		cmocka_unit_test(test_fast_many_lines),
+		cmocka_unit_test(test_fast_big_frame),
 		cmocka_unit_test(test_tracker_delta),
 		cmocka_unit_test(test_tracker_snapshot_sim),
 		cmocka_unit_test(test_tracker_unicode),
