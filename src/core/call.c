@@ -36,8 +36,7 @@ struct call {
 	const struct models_snap *models;
 	struct model_info model;
 	struct store_op *op;
-	struct store_op *save_op[2];   /* mapping, head */
-	int saves_pending;
+	struct store_op *save_op;
 	size_t prefix;                 /* messages before the new turn */
 	bool keyed;                    /* prefix can match a stored key */
 	uint8_t key[CONV_KEY_LEN];
@@ -74,9 +73,8 @@ static void call_free(struct call *c)
 		event_free(c->retry);
 	if (c->op)
 		store_op_cancel(c->op);
-	for (size_t i = 0; i < 2; i++)
-		if (c->save_op[i])
-			store_op_cancel(c->save_op[i]);
+	if (c->save_op)
+		store_op_cancel(c->save_op);
 	if (c->models)
 		models_snap_unref(c->models);
 	if (c->deadline)
@@ -136,17 +134,17 @@ static void key_hex(const uint8_t key[CONV_KEY_LEN], char out[2 * CONV_KEY_LEN +
 static void on_saved(enum gw_err err, void *arg)
 {
 	struct call *c = arg;
-	/* Ops complete in the order they were queued: mapping, then head. */
-	c->save_op[c->save_op[0] ? 0 : 1] = NULL;
+	c->save_op = NULL;
 	if (err)
 		log_warn(c->rid, "conversation mapping not saved: %s", gw_strerror(err));
-	if (--c->saves_pending == 0)
-		call_end(c, NULL);
+	call_end(c, NULL);
 }
 
-/* Saves key(messages + reply) -> this chat, and the chat's head. The reply
- * is finished for the client only once both are stored, so a gateway
- * killed right after a reply still continues that conversation. */
+/* Saves the chat's head and key(messages + reply) -> this chat. The head
+ * goes first without a callback: the store runs ops in order, so when the
+ * mapping's callback comes both are stored (one wake-up instead of two).
+ * The reply is finished for the client only then, so a gateway killed
+ * right after a reply still continues that conversation. */
 static void save_mapping(struct call *c)
 {
 	struct chat_req *r = c->req;
@@ -163,17 +161,12 @@ static void save_mapping(struct call *c)
 	head_name(c->hit.chat_id, name, sizeof(name));
 	key_hex(key, hex);
 	struct store *st = c->w->app->store;
-	if (store_conv_put(st, c->w->base, key, &e, on_saved, c, &c->save_op[0]) != GW_OK) {
+	if (store_kv_put(st, NULL, name, hex, strlen(hex), c->cfg->store_ttl, NULL, NULL, NULL) != GW_OK)
+		log_warn(c->rid, "conversation head not saved (store refused it)");
+	if (store_conv_put(st, c->w->base, key, &e, on_saved, c, &c->save_op) != GW_OK) {
 		log_warn(c->rid, "conversation mapping not saved (store refused it)");
 		call_end(c, NULL);
-		return;
 	}
-	c->saves_pending = 1;
-	if (store_kv_put(st, c->w->base, name, hex, strlen(hex), c->cfg->store_ttl, on_saved, c,
-			 &c->save_op[1]) != GW_OK)
-		log_warn(c->rid, "conversation head not saved (store refused it)");
-	else
-		c->saves_pending = 2;
 }
 
 /* ---- the provider's events ------------------------------------------- */
@@ -252,7 +245,10 @@ static void turn_end_cb(void *arg, const struct chat_error *e)
 		schedule_retry(c, e);
 		return;
 	}
-	log_info(c->rid, "%s %s in %llu ms (%zu bytes)", e ? "failed" : "done", c->model.model,
+	/* The one line per request at info level (an access log). */
+	log_info(c->rid, "%s %s %s, %zu msg, %s chat, %d attempt%s, %llu ms, %zu bytes", e ? "failed" : "done",
+		 c->req->stream ? "stream" : "json", c->model.model, c->req->n_msgs,
+		 c->have_hit ? "continued" : "new", c->attempts, c->attempts == 1 ? "" : "s",
 		 (unsigned long long)((gw_now_us() - c->started_us) / 1000), c->reply.len);
 	if (e)
 		call_end(c, e);

@@ -251,8 +251,8 @@ void chat_http_handle(struct evhttp_request *req, struct req_ctx *ctx)
 	buf_init(&ch->out, (size_t)ctx->cfg->max_reply_bytes * 7 + 4096);
 	ch->keepalive = evtimer_new(ctx->w->base, on_keepalive, ch);
 	ch->eb = evbuffer_new();
-	log_info(ctx->rid, "chat %s, %zu message(s), model %.80s", creq->stream ? "stream" : "json", creq->n_msgs,
-		 creq->model ? creq->model : "(default)");
+	log_debug(ctx->rid, "chat %s, %zu message(s), model %.80s", creq->stream ? "stream" : "json", creq->n_msgs,
+		  creq->model ? creq->model : "(default)");
 	if (!ch->keepalive || !ch->eb || call_start(ctx->w, creq, ctx->rid, &http_sink, ch, &ch->call) != GW_OK) {
 		struct chat_error e;
 		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of resources; retry shortly.");
