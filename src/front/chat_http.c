@@ -13,7 +13,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define SSE_HIWAT (64 * 1024) /* stop reading upstream above this much unsent output */
 
@@ -200,6 +203,16 @@ static void sink_end(void *arg, const struct chat_error *e)
 	ch_free(ch);
 }
 
+/* Pieces are small and must leave at once: without this a kept-alive
+ * client's delayed ACK holds each one up to 40 ms (Nagle). */
+static void no_delay(struct evhttp_connection *evcon)
+{
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	int one = 1;
+	if (bev && bufferevent_getfd(bev) >= 0)
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 static const struct call_sink http_sink = { sink_start, sink_piece, sink_end };
 
 static bool parse_body(struct evhttp_request *req, struct req_ctx *ctx, struct chat_req **out)
@@ -242,6 +255,7 @@ void chat_http_handle(struct evhttp_request *req, struct req_ctx *ctx)
 	}
 	ch->req = req;
 	ch->evcon = evhttp_request_get_connection(req);
+	no_delay(ch->evcon);
 	ch->ctx = ctx;
 	ch->stream = creq->stream;
 	ch->include_usage = creq->include_usage;

@@ -47,6 +47,7 @@ struct turn {
 	struct piece_tracker chat_tr, think_tr;
 	bool seen_in_progress;
 	bool got_piece;
+	bool posted;               /* the chat POST went out */
 	bool accepted;
 	bool paused;
 	size_t reply_bytes;
@@ -178,6 +179,9 @@ static bool retry_auth(struct turn *t, const struct httpc_resp *r)
 	log_info(t->rid, "upstream refused the JWT; refreshing it and retrying");
 	t->forced = true;
 	t->force_next = true;
+	t->posted = false;
+	ws_free(t->ws); /* the new attempt opens its own stream */
+	t->ws = NULL;
 	account_creds_release(&t->creds);
 	if (t->gate_held) {
 		account_model_release(t->a);
@@ -272,6 +276,20 @@ static void chat_refused(struct turn *t, const struct httpc_resp *r)
 	turn_end(t, &e);
 }
 
+/* The reply begins: by the chat POST's 202, or by the first sign of the
+ * task on the stream, whichever comes first - the stream can beat the
+ * POST's answer, and its pieces must not be dropped. */
+static void accept_now(struct turn *t, const char *why)
+{
+	if (t->accepted)
+		return;
+	t->accepted = true;
+	log_debug(t->rid, "prompt accepted (%s)", why);
+	t->step = ST_STREAM;
+	arm(t->timer, t->cfg->first_piece_timeout);
+	t->cbs.on_accepted(t->arg, t->chat_id, t->workspace);
+}
+
 static void on_chat(const struct httpc_resp *r, void *arg)
 {
 	struct turn *t = arg;
@@ -281,15 +299,15 @@ static void on_chat(const struct httpc_resp *r, void *arg)
 		account_model_release(t->a);
 		t->gate_held = false;
 	}
-	if (retry_auth(t, r)) {
-	} else if (r->err != GW_OK || r->status < 200 || r->status > 299) {
+	bool ok = r->err == GW_OK && r->status >= 200 && r->status <= 299;
+	if (t->accepted) {
+		if (!ok) /* the stream already carries the reply: believe it */
+			log_warn(t->rid, "chat POST answered %ld after the reply had started", r->status);
+	} else if (retry_auth(t, r)) {
+	} else if (!ok) {
 		chat_refused(t, r);
 	} else {
-		t->accepted = true;
-		log_debug(t->rid, "prompt accepted");
-		t->step = ST_STREAM;
-		arm(t->timer, t->cfg->first_piece_timeout);
-		t->cbs.on_accepted(t->arg, t->chat_id, t->workspace);
+		accept_now(t, "202");
 	}
 	leave(t);
 }
@@ -352,8 +370,9 @@ static bool on_item(void *arg, const struct frame_item *it)
 		return false;
 	switch (it->kind) {
 	case FRAME_STATE:
-		if (it->in_progress) {
+		if (it->in_progress && t->posted) {
 			t->seen_in_progress = true;
+			accept_now(t, "task started");
 		} else if (t->accepted && (t->seen_in_progress || t->got_piece)) {
 			/* inProgress:false right after connect means idle, not done. */
 			log_debug(t->rid, "reply complete (%zu bytes)", t->reply_bytes);
@@ -362,9 +381,15 @@ static bool on_item(void *arg, const struct frame_item *it)
 		}
 		return true;
 	case FRAME_CHAT:
-		return t->accepted ? deliver(t, CHAT_EV_TEXT, &t->chat_tr, it) : true;
 	case FRAME_THINKING:
-		return t->accepted ? deliver(t, CHAT_EV_REASONING, &t->think_tr, it) : true;
+		if (!t->posted)
+			return true; /* history of an earlier turn */
+		accept_now(t, "first piece");
+		if (t->ended)
+			return false;
+		if (it->kind == FRAME_CHAT)
+			return deliver(t, CHAT_EV_TEXT, &t->chat_tr, it);
+		return deliver(t, CHAT_EV_REASONING, &t->think_tr, it);
 	case FRAME_OTHER:
 		log_info(t->rid, "upstream frame of type '%.*s' skipped", (int)(it->type_len > 40 ? 40 : it->type_len),
 			 it->type);
@@ -535,7 +560,7 @@ static void step(struct turn *t)
 		break;
 	case ST_CHAT:
 		if (chat_body(t, &b) == GW_OK)
-			start_engine(t, "POST", "/engine-agent/chat", &b, on_chat);
+			t->posted = start_engine(t, "POST", "/engine-agent/chat", &b, on_chat);
 		else
 			turn_fail(t, 500, "server_error", NULL, "out of memory");
 		break;
