@@ -33,6 +33,66 @@ static const uchar str_class[256] = {
 	R16(C_HIGH), R16(C_HIGH), R16(C_HIGH), R16(C_HIGH),
 };
 
+/* Eight bytes at a time over the plain runs of strings (SWAR): the
+ * per-byte loops below only see the bytes around something special. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static uint64_t load8(const void *p)
+{
+	uint64_t x;
+	memcpy(&x, p, 8);
+	return x;
+}
+
+/* Nonzero iff some byte of x is below n (n <= 0x80). */
+static uint64_t any_below(uint64_t x, uint64_t n)
+{
+	return (x - ONES * n) & ~x & HIGHS;
+}
+
+/* Nonzero iff some byte of x equals c. */
+static uint64_t any_eq(uint64_t x, uint64_t c)
+{
+	return any_below(x ^ (ONES * c), 1);
+}
+
+/* Nonzero iff one of the 8 bytes is not C_PLAIN. */
+static uint64_t special8(uint64_t x)
+{
+	return any_below(x, 0x20) | any_eq(x, '"') | any_eq(x, '\\') | (x & HIGHS);
+}
+
+/* How many bytes of a chunk precede the first one flagged in mask (not 0).
+ * The lowest flag of the masks above is exact (a borrow only runs upward
+ * from a flagged byte), and the lowest byte is the first in memory on a
+ * little-endian machine; elsewhere, the byte loops find it. */
+static size_t first_flagged(uint64_t mask)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (size_t)__builtin_ctzll(mask) / 8;
+#else
+	(void)mask;
+	return 0;
+#endif
+}
+
+/* The first byte at or after p that is not C_PLAIN, or end. */
+static const uchar *skip_plain(const uchar *p, const uchar *end)
+{
+	while (end - p >= 8) {
+		uint64_t m = special8(load8(p));
+		if (m) {
+			p += first_flagged(m);
+			break;
+		}
+		p += 8;
+	}
+	while (p < end && str_class[*p] == C_PLAIN)
+		p++;
+	return p;
+}
+
 static int hexval(uchar c)
 {
 	if (c >= '0' && c <= '9')
@@ -120,8 +180,7 @@ static const uchar *scan_escape(const uchar *p, const uchar *end)
 static const uchar *scan_string(const uchar *p, const uchar *end, bool *esc)
 {
 	for (;;) {
-		while (p < end && str_class[*p] == C_PLAIN)
-			p++;
+		p = skip_plain(p, end);
 		if (p >= end)
 			return NULL;
 		size_t l;
@@ -468,17 +527,24 @@ enum jscan_res jscan_parse(const char *text, size_t n, jscan_member_fn *fn, void
 
 /* ---- walking validated text ------------------------------------------ */
 
-/* p is just past an opening quote of a validated string: its closing quote. */
+/* p is just past an opening quote of a validated string: its closing
+ * quote, the first one after an even run of backslashes. */
 static const char *raw_string_end(const char *p, const char *end, bool *esc)
 {
-	while (p < end && *p != '"') {
-		if (*p == '\\') {
-			*esc = true;
-			p++;
-		}
-		p++;
+	const char *start = p, *q;
+	for (;; p = q + 1) {
+		q = memchr(p, '"', (size_t)(end - p));
+		if (!q)
+			return end;
+		size_t bs = 0;
+		while (q - bs > start && q[-1 - (ptrdiff_t)bs] == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			break;
 	}
-	return p < end ? p : end;
+	if (memchr(start, '\\', (size_t)(q - start)))
+		*esc = true;
+	return q;
 }
 
 /* The end of the validated value at p. */
@@ -632,11 +698,24 @@ size_t jscan_str_decode(const struct jscan_val *v, char *out)
 		memmove(out, v->p, v->n);
 		return v->n;
 	}
-	/* Runs between escapes are short in JSON-in-JSON: a byte loop beats
-	 * memchr and memmove there. */
+	/* Runs between escapes are short in JSON-in-JSON: a loop beats memchr
+	 * and memmove there. */
 	const char *p = v->p, *end = v->p + v->n;
 	char *w = out;
 	while (p < end) {
+		if (end - p >= 8) {
+			/* x is loaded before it is stored, and stored no further
+			 * than it was loaded from: fine when decoding in place. */
+			uint64_t x = load8(p), m = any_eq(x, '\\');
+			if (!m) {
+				memcpy(w, &x, 8);
+				w += 8;
+				p += 8;
+				continue;
+			}
+			for (size_t k = first_flagged(m); k; k--)
+				*w++ = *p++;
+		}
 		if (*p != '\\') {
 			*w++ = *p++;
 			continue;
