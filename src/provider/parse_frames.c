@@ -186,7 +186,10 @@ static enum gw_err parse_jansson(const char *msg, size_t n, frame_item_cb *cb, v
  * path whole, so no item is delivered twice and the result never depends
  * on how much the fast path covers. */
 
-#define FAST_SCRATCH 4096 /* unescaped buffer bytes kept on the stack; more are allocated */
+/* Unescaped buffer bytes kept on the stack: every delta frame, and
+ * snapshot frames of replies up to about this size; larger ones make one
+ * allocation (jansson makes dozens). */
+#define FAST_SCRATCH 16384
 #define FAST_ITEMS 8      /* items kept from validation; later ones are classified again */
 
 #define IS(v, lit) jscan_str_eq((v), (lit), sizeof(lit) - 1)
