@@ -1,6 +1,7 @@
 /* parse_clerk.c - the __client cookie (as pasted and as Set-Cookie) and the
  * Clerk JSON bodies. Pure functions; facts in docs/upstream-protocol.md. */
 #include "provider/parse.h"
+#include "provider/parse_json.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -316,43 +317,6 @@ bool clerk_set_cookie_client(const char *hdr, size_t n, struct buf *value)
 
 /* ---- Clerk JSON ------------------------------------------------------ */
 
-static enum gw_err load_object(const char *body, size_t n, json_t **out)
-{
-	json_error_t jerr;
-	json_t *root = json_loadb(body ? body : "", body ? n : 0, 0, &jerr);
-	if (!root)
-		return json_error_code(&jerr) == json_error_out_of_memory ? GW_ENOMEM : GW_EPROTO;
-	if (!json_is_object(root)) {
-		json_decref(root);
-		return GW_EPROTO;
-	}
-	*out = root;
-	return GW_OK;
-}
-
-/* Ids go into URLs and query strings: [A-Za-z0-9_-] only, 1..size-1 bytes.
- * NULL (absent) gives "" when allow_absent, else an error. */
-static bool copy_id(const json_t *v, char *dst, size_t size, bool allow_absent)
-{
-	dst[0] = '\0';
-	if (!v || json_is_null(v))
-		return allow_absent;
-	if (!json_is_string(v))
-		return false;
-	const char *s = json_string_value(v);
-	size_t n = json_string_length(v);
-	if (n == 0 || n >= size)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return false;
-	}
-	memcpy(dst, s, n + 1);
-	return true;
-}
-
 /* Checks every entry's shape and returns the active one to use, or NULL. */
 static enum gw_err pick_session(const json_t *sessions, const json_t *last, const json_t **pick)
 {
@@ -380,10 +344,10 @@ static enum gw_err pick_session(const json_t *sessions, const json_t *last, cons
 static enum gw_err session_fill(const json_t *s, struct clerk_session *out)
 {
 	const json_t *user = json_object_get(s, "user");
-	if (!copy_id(json_object_get(s, "id"), out->session_id, sizeof(out->session_id), false) ||
+	if (!parse_json_url_id(json_object_get(s, "id"), out->session_id, sizeof(out->session_id), false) ||
 	    !json_is_object(user) ||
-	    !copy_id(json_object_get(user, "id"), out->user_id, sizeof(out->user_id), false) ||
-	    !copy_id(json_object_get(s, "last_active_organization_id"), out->org_id,
+	    !parse_json_url_id(json_object_get(user, "id"), out->user_id, sizeof(out->user_id), false) ||
+	    !parse_json_url_id(json_object_get(s, "last_active_organization_id"), out->org_id,
 		     sizeof(out->org_id), true))
 		return GW_EPROTO;
 	return GW_OK;
@@ -416,7 +380,7 @@ enum gw_err clerk_parse_client(const char *body, size_t n, struct clerk_session 
 {
 	json_t *root;
 	memset(out, 0, sizeof(*out));
-	enum gw_err err = load_object(body, n, &root);
+	enum gw_err err = parse_json_object(body, n, &root);
 	if (err)
 		return err;
 	err = client_session(root, out);
@@ -516,7 +480,7 @@ static enum gw_err jwt_exp(const char *jwt, size_t n, int64_t *exp)
 	enum gw_err err = GW_EPROTO;
 	json_t *claims = NULL;
 	if (b64url_decode(p, plen, dec, &dlen))
-		err = load_object((const char *)dec, dlen, &claims);
+		err = parse_json_object((const char *)dec, dlen, &claims);
 	gw_free(dec);
 	if (err)
 		return err;
@@ -547,7 +511,7 @@ enum gw_err clerk_parse_token(const char *body, size_t n, struct buf *jwt, int64
 {
 	json_t *root;
 	*exp = 0;
-	enum gw_err err = load_object(body, n, &root);
+	enum gw_err err = parse_json_object(body, n, &root);
 	if (err)
 		return err;
 	err = token_fields(root, jwt, exp);
@@ -565,7 +529,7 @@ void clerk_error_code(const char *body, size_t n, char *code, size_t codelen)
 	if (!code || codelen == 0)
 		return;
 	code[0] = '\0';
-	if (load_object(body, n, &root) != GW_OK)
+	if (parse_json_object(body, n, &root) != GW_OK)
 		return;
 	const json_t *c = json_object_get(json_array_get(json_object_get(root, "errors"), 0), "code");
 	if (json_is_string(c)) {

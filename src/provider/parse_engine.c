@@ -1,6 +1,7 @@
 /* parse_engine.c - EngineLabs REST bodies: the project made per
  * conversation, billing and 429 limits, and excerpts of error bodies. */
 #include "provider/parse.h"
+#include "provider/parse_json.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -8,52 +9,19 @@
 #include <string.h>
 #include <time.h>
 
-static enum gw_err load_object(const char *body, size_t n, json_t **out)
-{
-	json_error_t jerr;
-	json_t *root = json_loadb(body ? body : "", body ? n : 0, 0, &jerr);
-	if (!root)
-		return json_error_code(&jerr) == json_error_out_of_memory ? GW_ENOMEM : GW_EPROTO;
-	if (!json_is_object(root)) {
-		json_decref(root);
-		return GW_EPROTO;
-	}
-	*out = root;
-	return GW_OK;
-}
-
 /* ---- project --------------------------------------------------------- */
-
-/* The ids go into URLs: [A-Za-z0-9_-] only, 1..size-1 bytes. */
-static bool copy_url_id(const json_t *v, char *dst, size_t size)
-{
-	dst[0] = '\0';
-	if (!json_is_string(v))
-		return false;
-	const char *s = json_string_value(v);
-	size_t n = json_string_length(v);
-	if (n == 0 || n >= size)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return false;
-	}
-	memcpy(dst, s, n + 1);
-	return true;
-}
 
 enum gw_err engine_parse_project(const char *body, size_t n, struct engine_project *out)
 {
 	json_t *root;
 	memset(out, 0, sizeof(*out));
-	enum gw_err err = load_object(body, n, &root);
+	enum gw_err err = parse_json_object(body, n, &root);
 	if (err)
 		return err;
-	if (!copy_url_id(json_object_get(root, "projectId"), out->project_id, sizeof(out->project_id)) ||
-	    !copy_url_id(json_object_get(root, "workspaceId"), out->workspace_id,
-			 sizeof(out->workspace_id))) {
+	if (!parse_json_url_id(json_object_get(root, "projectId"), out->project_id, sizeof(out->project_id),
+			       false) ||
+	    !parse_json_url_id(json_object_get(root, "workspaceId"), out->workspace_id,
+			       sizeof(out->workspace_id), false)) {
 		memset(out, 0, sizeof(*out));
 		err = GW_EPROTO;
 	}
@@ -180,7 +148,7 @@ enum gw_err engine_parse_billing(const char *body, size_t n, struct engine_billi
 {
 	json_t *root;
 	memset(out, 0, sizeof(*out));
-	enum gw_err err = load_object(body, n, &root);
+	enum gw_err err = parse_json_object(body, n, &root);
 	if (err)
 		return err;
 	const json_t *reached = json_object_get(root, "hasReachedLimit");
@@ -340,7 +308,7 @@ void engine_error_excerpt(const char *body, size_t n, char *out, size_t outlen)
 	bool done = false;
 	if (i < n && body[i] == '{') {
 		json_t *root;
-		if (load_object(body, n, &root) == GW_OK) {
+		if (parse_json_object(body, n, &root) == GW_OK) {
 			done = excerpt_json(&l, root);
 			json_decref(root);
 		}

@@ -1,0 +1,17 @@
+/* parse_json.h - small jansson helpers shared by the provider parsers. */
+#ifndef GW_PROVIDER_PARSE_JSON_H
+#define GW_PROVIDER_PARSE_JSON_H
+
+#include "gw.h"
+
+#include <jansson.h>
+
+/* Parses body as one JSON object: GW_EPROTO for anything else, GW_ENOMEM
+ * when jansson says so. On GW_OK the caller owns *out (json_decref). */
+enum gw_err parse_json_object(const char *body, size_t n, json_t **out) GW_MUSTCHECK;
+
+/* Copies an id that goes into URLs: [A-Za-z0-9_-] only, 1..size-1 bytes.
+ * An absent or null v gives "" and returns allow_absent. */
+bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absent);
+
+#endif
