@@ -97,6 +97,8 @@ static const struct cfg_key keys[] = {
 	  "largest request header block" },
 	{ "MAX_STREAMS", CFG_INT, OFF(max_streams), 1, 1000000, "12000", CFG_RELOAD, NULL,
 	  "chat requests in flight at most" },
+	{ "MAX_CONNECTIONS", CFG_INT, OFF(max_connections), 0, 10000000, "0", CFG_RELOAD, NULL,
+	  "open client connections at most (0 = half the open-file limit)" },
 	{ "MAX_REPLY_BYTES", CFG_INT, OFF(max_reply_bytes), 1024, 1L << 30, "16777216", CFG_RELOAD, NULL,
 	  "largest reply relayed" },
 	{ "RATE_LIMIT_RPM", CFG_INT, OFF(rate_limit_rpm), 0, 1000000, "0", CFG_RELOAD, NULL,

@@ -52,6 +52,7 @@ struct gw_config {
 	long max_body_bytes;
 	long max_header_bytes;
 	long max_streams;
+	long max_connections;
 	long max_reply_bytes;
 	long rate_limit_rpm;
 	long account_concurrency;

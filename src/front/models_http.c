@@ -2,18 +2,16 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/pool.h"
+#include "front/h1.h"
 #include "front/openai.h"
 #include "front/server.h"
 #include "util/buf.h"
 
-#include <event2/http.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 struct models_req {
-	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
+	struct h1_req *req;
 	struct req_ctx *ctx;
 	struct waiter wt;
 	bool waiting;
@@ -69,8 +67,6 @@ static bool try_answer(struct models_req *mr)
 		mr->waiting = true;
 		return false;
 	}
-	if (mr->evcon)
-		evhttp_connection_set_closecb(mr->evcon, NULL, NULL);
 	if (err)
 		server_reply_error(mr->req, mr->ctx, &e);
 	else {
@@ -89,42 +85,63 @@ static void on_wait(struct waiter *wt, void *arg)
 	try_answer(mr);
 }
 
-static void on_close(struct evhttp_connection *evcon, void *arg)
+static void on_close(struct h1_req *req, void *arg)
 {
-	GW_UNUSED(evcon);
-	struct models_req *mr = arg;
-	/* See chat_http.c: a detached unfinished request is ours to free. */
-	if (!evhttp_request_get_connection(mr->req))
-		evhttp_request_free(mr->req);
-	mr_free(mr);
+	GW_UNUSED(req);
+	mr_free(arg);
 }
 
-static void start(struct evhttp_request *req, struct req_ctx *ctx, const char *id)
+static void start(struct h1_req *req, struct req_ctx *ctx, const char *id)
 {
 	struct models_req *mr = gw_calloc(1, sizeof(*mr));
 	if (!mr || waiter_init(&mr->wt, ctx->w->base, on_wait, mr) != GW_OK) {
 		gw_free(mr);
-		evhttp_send_error(req, 503, "Service Unavailable");
+		struct chat_error e;
+		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of memory; retry shortly.");
+		e.retry_after = 1;
+		server_reply_error(req, ctx, &e);
 		req_ctx_free(ctx);
 		return;
 	}
 	mr->req = req;
 	mr->ctx = ctx;
 	snprintf(mr->id, sizeof(mr->id), "%s", id);
-	if (!try_answer(mr)) {
-		mr->evcon = evhttp_request_get_connection(req);
-		evhttp_connection_set_closecb(mr->evcon, on_close, mr);
-	}
+	if (!try_answer(mr))
+		h1_set_close_cb(req, on_close, mr);
 }
 
-void models_http_list(struct evhttp_request *req, struct req_ctx *ctx)
+void models_http_list(struct h1_req *req, struct req_ctx *ctx)
 {
 	start(req, ctx, "");
 }
 
-void models_http_get(struct evhttp_request *req, struct req_ctx *ctx, const char *id)
+static int hexval(char c)
 {
-	char *dec = evhttp_uridecode(id, 0, NULL);
-	start(req, ctx, dec ? dec : id);
-	free(dec);
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Model ids may hold '/' or ':' sent percent-encoded; a bad escape stays as sent. */
+static void percent_decode(const char *s, char *out, size_t n)
+{
+	size_t o = 0;
+	for (; *s && o + 1 < n; s++) {
+		int hi, lo;
+		if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0 && (hi || lo)) {
+			out[o++] = (char)(hi * 16 + lo);
+			s += 2;
+		} else {
+			out[o++] = *s;
+		}
+	}
+	out[o] = '\0';
+}
+
+void models_http_get(struct h1_req *req, struct req_ctx *ctx, const char *id)
+{
+	char dec[256];
+	percent_decode(id, dec, sizeof(dec));
+	start(req, ctx, dec);
 }

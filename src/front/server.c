@@ -1,5 +1,6 @@
-/* server.c - evhttp front: listener, limits, routing, auth, CORS, errors. */
+/* server.c - the HTTP front: listener, limits, routing, auth, CORS, errors. */
 #include "front/server.h"
+#include "front/h1.h"
 #include "front/openai.h"
 #include "front/ratelimit.h"
 #include "core/app.h"
@@ -8,27 +9,21 @@
 #include "util/log.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <netdb.h>
 #include <openssl/sha.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define SERVER_BACKLOG 4096
-#define SERVER_ACCEPT_RETRY_MS 500
 
 struct server {
 	struct worker *w;
-	struct evhttp *http;
-	struct evconnlistener *lis;
-	struct event *accept_retry;
+	struct h1_server *h1;
 };
 
 static atomic_ulong rid_counter;
@@ -48,46 +43,48 @@ void req_ctx_free(struct req_ctx *ctx)
 	gw_free(ctx);
 }
 
-void server_add_common_headers(struct evhttp_request *req, const struct req_ctx *ctx)
+void server_add_common_headers(struct h1_req *req, const struct req_ctx *ctx)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "X-Request-Id", ctx->rid);
+	h1_add_header(req, "X-Request-Id", ctx->rid);
 	if (ctx->origin_ok[0]) {
-		evhttp_add_header(h, "Access-Control-Allow-Origin", ctx->origin_ok);
+		h1_add_header(req, "Access-Control-Allow-Origin", ctx->origin_ok);
 		if (strcmp(ctx->origin_ok, "*") != 0)
-			evhttp_add_header(h, "Vary", "Origin");
+			h1_add_header(req, "Vary", "Origin");
 	}
 }
 
-void server_reply_json(struct evhttp_request *req, const struct req_ctx *ctx, int status,
+void server_reply_json(struct h1_req *req, const struct req_ctx *ctx, int status,
 		       const char *body, size_t len)
 {
-	struct evbuffer *out = evbuffer_new();
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	server_add_common_headers(req, ctx);
-	evhttp_add_header(h, "Content-Type", "application/json");
-	if (!out || evbuffer_add(out, body, len) != 0) {
-		evbuffer_free(out);
-		evhttp_send_error(req, 500, "Internal Server Error");
-		return;
-	}
-	evhttp_send_reply(req, status, NULL, out);
-	evbuffer_free(out);
+	h1_add_header(req, "Content-Type", "application/json");
+	h1_reply(req, status, body, len);
 }
 
-void server_reply_error(struct evhttp_request *req, const struct req_ctx *ctx, const struct chat_error *e)
+static const char oom_body[] = "{\"error\":{\"message\":\"The gateway is out of memory; retry shortly.\","
+			       "\"type\":\"unavailable\",\"param\":null,\"code\":null}}";
+
+/* The answer when not even an error can be built. */
+static void reply_oom(struct h1_req *req)
+{
+	h1_add_header(req, "Content-Type", "application/json");
+	h1_add_header(req, "Retry-After", "1");
+	h1_reply(req, 503, oom_body, sizeof(oom_body) - 1);
+}
+
+void server_reply_error(struct h1_req *req, const struct req_ctx *ctx, const struct chat_error *e)
 {
 	struct buf b;
 	buf_init(&b, 64 * 1024);
+	if (oai_error_json(&b, e) != GW_OK) {
+		buf_release(&b);
+		reply_oom(req);
+		return;
+	}
 	if (e->retry_after > 0) {
 		char ra[24];
 		snprintf(ra, sizeof(ra), "%d", e->retry_after);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", ra);
-	}
-	if (oai_error_json(&b, e) != GW_OK) {
-		buf_release(&b);
-		evhttp_send_error(req, 500, "Internal Server Error");
-		return;
+		h1_add_header(req, "Retry-After", ra);
 	}
 	log_info(ctx->rid, "-> %d %s%s%s", e->status, e->type, e->code ? " " : "", e->code ? e->code : "");
 	server_reply_json(req, ctx, e->status, b.p, b.len);
@@ -123,25 +120,25 @@ static void cors_origin(const struct gw_config *cfg, const char *origin, char ou
 	}
 }
 
-static const char *bearer_key(struct evkeyvalq *in)
+static const char *bearer_key(struct h1_req *req)
 {
-	const char *auth = evhttp_find_header(in, "Authorization");
+	const char *auth = h1_req_header(req, "Authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
 		auth += 7;
 		while (*auth == ' ')
 			auth++;
 		return auth;
 	}
-	return evhttp_find_header(in, "x-api-key");
+	return h1_req_header(req, "x-api-key");
 }
 
 /* Checks every configured key (no early exit) in constant time per key. */
-static bool authenticate(const struct gw_config *cfg, struct evkeyvalq *in, char tenant[65])
+static bool authenticate(const struct gw_config *cfg, struct h1_req *req, char tenant[65])
 {
 	tenant[0] = '\0';
 	if (cfg->n_api_keys == 0)
 		return true;
-	const char *key = bearer_key(in);
+	const char *key = bearer_key(req);
 	if (!key)
 		return false;
 	size_t kl = strlen(key);
@@ -157,7 +154,7 @@ static bool authenticate(const struct gw_config *cfg, struct evkeyvalq *in, char
 	return ok;
 }
 
-static void reply_status(struct evhttp_request *req, struct req_ctx *ctx, int status,
+static void reply_status(struct h1_req *req, struct req_ctx *ctx, int status,
 			 const char *type, const char *code, const char *msg)
 {
 	struct chat_error e;
@@ -166,32 +163,32 @@ static void reply_status(struct evhttp_request *req, struct req_ctx *ctx, int st
 	req_ctx_free(ctx);
 }
 
-static void handle_health(struct evhttp_request *req, struct req_ctx *ctx)
+static void handle_health(struct h1_req *req, struct req_ctx *ctx)
 {
 	struct app *app = ctx->w->app;
-	char body[160];
+	char body[192];
 	bool draining = atomic_load(&app->draining);
-	int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"streams\":%ld,\"uptime_s\":%llu}",
-			 draining ? "draining" : "ok", atomic_load(&app->streams),
+	int n = snprintf(body, sizeof(body),
+			 "{\"status\":\"%s\",\"streams\":%ld,\"connections\":%ld,\"uptime_s\":%llu}",
+			 draining ? "draining" : "ok", atomic_load(&app->streams), h1_open_connections(),
 			 (unsigned long long)((gw_now_ms() - app->started_ms) / 1000));
 	server_reply_json(req, ctx, draining ? 503 : 200, body, (size_t)n);
 	req_ctx_free(ctx);
 }
 
-static void handle_preflight(struct evhttp_request *req, struct req_ctx *ctx)
+static void handle_preflight(struct h1_req *req, struct req_ctx *ctx)
 {
-	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	server_add_common_headers(req, ctx);
 	if (ctx->origin_ok[0]) {
-		evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-		evhttp_add_header(h, "Access-Control-Allow-Headers",
-				  "Authorization, Content-Type, x-api-key, X-Request-Id, "
-				  "OpenAI-Organization, OpenAI-Project, X-Stainless-OS, X-Stainless-Lang, "
-				  "X-Stainless-Package-Version, X-Stainless-Runtime, X-Stainless-Runtime-Version, "
-				  "X-Stainless-Arch, X-Stainless-Retry-Count, X-Stainless-Timeout");
-		evhttp_add_header(h, "Access-Control-Max-Age", "86400");
+		h1_add_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+		h1_add_header(req, "Access-Control-Allow-Headers",
+			      "Authorization, Content-Type, x-api-key, X-Request-Id, "
+			      "OpenAI-Organization, OpenAI-Project, X-Stainless-OS, X-Stainless-Lang, "
+			      "X-Stainless-Package-Version, X-Stainless-Runtime, X-Stainless-Runtime-Version, "
+			      "X-Stainless-Arch, X-Stainless-Retry-Count, X-Stainless-Timeout");
+		h1_add_header(req, "Access-Control-Max-Age", "86400");
 	}
-	evhttp_send_reply(req, 204, "No Content", NULL);
+	h1_reply(req, 204, NULL, 0);
 	req_ctx_free(ctx);
 }
 
@@ -201,38 +198,47 @@ static bool path_is(const char *path, const char *want)
 	return strncmp(path, want, l) == 0 && (path[l] == '\0' || (path[l] == '/' && path[l + 1] == '\0'));
 }
 
-/* evhttp frames a body by the first Content-Length and would run what
- * follows a shorter one as the next request: refuse any repetition, and
- * close the connection so nothing after it is read (request smuggling). */
-static bool framing_ok(struct evhttp_request *req)
+/* A request the connection layer turned down: answered in the API's shape. */
+static void reply_refused(struct h1_req *req, struct req_ctx *ctx, int status, const char *why)
 {
-	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-	int n = 0;
-	for (struct evkeyval *kv = in->tqh_first; kv; kv = kv->next.tqe_next)
-		n += strcasecmp(kv->key, "Content-Length") == 0;
-	return n <= 1;
+	static const struct {
+		int status;
+		const char *type, *code;
+	} kinds[] = {
+		{ 408, "invalid_request_error", "request_timeout" },
+		{ 413, "invalid_request_error", "request_too_large" },
+		{ 417, "invalid_request_error", "expectation_failed" },
+		{ 431, "invalid_request_error", "headers_too_large" },
+		{ 501, "invalid_request_error", "not_implemented" },
+		{ 503, "unavailable", "overloaded" },
+		{ 505, "invalid_request_error", "http_version_not_supported" },
+	};
+	const char *type = "invalid_request_error", *code = "bad_request";
+	for (size_t i = 0; i < GW_ARRAY_LEN(kinds); i++)
+		if (kinds[i].status == status)
+			type = kinds[i].type, code = kinds[i].code;
+	struct chat_error e;
+	chat_error_set(&e, status, type, code, "The request was refused: %s.", why);
+	if (status == 503)
+		e.retry_after = 1;
+	server_reply_error(req, ctx, &e);
+	req_ctx_free(ctx);
 }
 
-static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *path)
+static void route(struct h1_req *req, struct req_ctx *ctx, const char *path)
 {
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	enum h1_method m = h1_req_method(req);
 	struct app *app = ctx->w->app;
 
-	if (!framing_ok(req)) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-		reply_status(req, ctx, 400, "invalid_request_error", "bad_framing",
-			     "The request has more than one Content-Length header.");
-		return;
-	}
 	if (path_is(path, "/healthz") || path_is(path, "/health")) {
 		handle_health(req, ctx);
 		return;
 	}
-	if (cmd == EVHTTP_REQ_OPTIONS) {
+	if (m == H1_OPTIONS) {
 		handle_preflight(req, ctx);
 		return;
 	}
-	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST && cmd != EVHTTP_REQ_HEAD) {
+	if (m != H1_GET && m != H1_POST && m != H1_HEAD) {
 		reply_status(req, ctx, 405, "invalid_request_error", "method_not_allowed",
 			     "Only GET, POST and OPTIONS are served here.");
 		return;
@@ -247,18 +253,19 @@ static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *p
 		reply_status(req, ctx, 404, "invalid_request_error", "unknown_url", msg);
 		return;
 	}
-	if (!authenticate(ctx->cfg, evhttp_request_get_input_headers(req), ctx->tenant)) {
+	if (!authenticate(ctx->cfg, req, ctx->tenant)) {
 		reply_status(req, ctx, 401, "authentication_error", "invalid_api_key",
 			     "Incorrect API key provided. Send it as 'Authorization: Bearer <key>' "
 			     "(or 'x-api-key: <key>').");
 		return;
 	}
-	if ((chat && cmd != EVHTTP_REQ_POST) || (!chat && cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)) {
+	if ((chat && m != H1_POST) || (!chat && m != H1_GET && m != H1_HEAD)) {
 		reply_status(req, ctx, 405, "invalid_request_error", "method_not_allowed",
 			     chat ? "Use POST for /v1/chat/completions." : "Use GET for /v1/models.");
 		return;
 	}
 	if (atomic_load(&app->draining)) {
+		h1_close_after(req);
 		reply_status(req, ctx, 503, "unavailable", "shutting_down",
 			     "The gateway is shutting down; retry on another instance.");
 		return;
@@ -282,63 +289,49 @@ static void route(struct evhttp_request *req, struct req_ctx *ctx, const char *p
 		models_http_get(req, ctx, path + 11);
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* The path of a request-target: origin-form or absolute-form, without the
+ * query. */
+static void target_path(const char *t, char *out, size_t n)
+{
+	if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+		const char *slash = strchr(strstr(t, "//") + 2, '/');
+		t = slash ? slash : "/";
+	}
+	size_t l = strcspn(t, "?#");
+	if (l >= n)
+		l = n - 1;
+	memcpy(out, t, l);
+	out[l] = '\0';
+	if (!l)
+		snprintf(out, n, "/");
+}
+
+static void on_request(struct h1_req *req, void *arg)
 {
 	struct server *s = arg;
 	struct req_ctx *ctx = gw_calloc(1, sizeof(*ctx));
 	if (!ctx) {
-		evhttp_send_error(req, 503, "Service Unavailable");
+		reply_oom(req);
 		return;
 	}
 	ctx->w = s->w;
 	ctx->cfg = config_current();
 	ctx->start_us = gw_now_us();
 	make_rid(ctx->rid);
-	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-	cors_origin(ctx->cfg, evhttp_find_header(in, "Origin"), ctx->origin_ok);
-
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-	if (!path || !*path)
-		path = "/";
-	log_debug(ctx->rid, "%s %.200s", evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "GET",
-		  path);
+	cors_origin(ctx->cfg, h1_req_header(req, "Origin"), ctx->origin_ok);
+	const char *why;
+	int refused = h1_req_refused(req, &why);
+	if (refused) {
+		reply_refused(req, ctx, refused, why);
+		return;
+	}
+	char path[1024];
+	target_path(h1_req_target(req), path, sizeof(path));
+	log_debug(ctx->rid, "%.16s %.200s", h1_req_method_name(req), path);
 	route(req, ctx, path);
 }
 
-static void accept_retry(evutil_socket_t fd, short what, void *arg)
-{
-	GW_UNUSED(fd);
-	GW_UNUSED(what);
-	struct server *s = arg;
-	if (s->lis && !atomic_load(&s->w->app->draining))
-		evconnlistener_enable(s->lis);
-}
-
-/* EMFILE/ENFILE leave the listener readable: pause it instead of spinning. */
-/* The listener error callback gets evhttp's argument, not ours, so
- * servers are found by their listener. Written only at start-up. */
-static struct server *registry[256];
-static atomic_int registry_n;
-
-static void on_accept_error(struct evconnlistener *lis, void *arg)
-{
-	GW_UNUSED(arg);
-	struct server *s = NULL;
-	for (int i = 0; i < atomic_load(&registry_n) && !s; i++)
-		if (registry[i] && registry[i]->lis == lis)
-			s = registry[i];
-	if (!s)
-		return;
-	int e = EVUTIL_SOCKET_ERROR();
-	log_warn(NULL, "accept failed: %s; pausing new connections for %d ms",
-		 evutil_socket_error_to_string(e), SERVER_ACCEPT_RETRY_MS);
-	evconnlistener_disable(lis);
-	struct timeval tv = { 0, SERVER_ACCEPT_RETRY_MS * 1000 };
-	evtimer_add(s->accept_retry, &tv);
-}
-
-static evutil_socket_t listen_socket(const struct gw_config *cfg, char *err, size_t errlen)
+static int listen_socket(const struct gw_config *cfg, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
 	struct addrinfo *res;
@@ -356,7 +349,7 @@ static evutil_socket_t listen_socket(const struct gw_config *cfg, char *err, siz
 		snprintf(err, errlen, "HOST '%s': %s", cfg->host, gai_strerror(rc));
 		return -1;
 	}
-	evutil_socket_t fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
@@ -370,12 +363,31 @@ static evutil_socket_t listen_socket(const struct gw_config *cfg, char *err, siz
 	return fd;
 }
 
+/* Each stream holds a client socket and an upstream one. */
+static long max_connections(const struct gw_config *cfg)
+{
+	if (cfg->max_connections > 0)
+		return cfg->max_connections;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 100000;
+	long n = ((long)rl.rlim_cur - 64) / 2;
+	return n < 16 ? 16 : n;
+}
+
+static void limits_of(const struct gw_config *cfg, struct h1_limits *lim)
+{
+	lim->max_head = (size_t)cfg->max_header_bytes;
+	lim->max_body = (size_t)cfg->max_body_bytes;
+	lim->timeout_s = (int)cfg->client_timeout;
+	lim->max_conns = max_connections(cfg);
+}
+
 void server_apply_config(struct server *s, const struct gw_config *cfg)
 {
-	evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes);
-	evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
-	/* Also the idle timeout of a stream: keep-alive comments must beat it. */
-	evhttp_set_timeout(s->http, (int)cfg->client_timeout);
+	struct h1_limits lim;
+	limits_of(cfg, &lim);
+	h1_server_set_limits(s->h1, &lim);
 }
 
 struct server *server_new(struct worker *w, const struct gw_config *cfg, char *err, size_t errlen)
@@ -384,61 +396,32 @@ struct server *server_new(struct worker *w, const struct gw_config *cfg, char *e
 	if (!s)
 		return snprintf(err, errlen, "out of memory"), NULL;
 	s->w = w;
-	s->http = evhttp_new(w->base);
-	s->accept_retry = evtimer_new(w->base, accept_retry, s);
-	if (!s->http || !s->accept_retry) {
-		snprintf(err, errlen, "out of memory");
-		server_free(s);
-		return NULL;
-	}
-	server_apply_config(s, cfg);
-	/* Every method reaches the router, which answers 405 in the API's shape
-	 * (evhttp would send a bare 501). */
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_OPTIONS |
-						    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
-	evhttp_set_default_content_type(s->http, "application/json");
-	evhttp_set_gencb(s->http, on_request, s);
-
-	evutil_socket_t fd = listen_socket(cfg, err, errlen);
+	int fd = listen_socket(cfg, err, errlen);
 	if (fd < 0) {
-		server_free(s);
+		gw_free(s);
 		return NULL;
 	}
-	s->lis = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-				    SERVER_BACKLOG, fd);
-	if (!s->lis || !evhttp_bind_listener(s->http, s->lis)) {
-		if (!s->lis)
-			close(fd);
+	struct h1_limits lim;
+	limits_of(cfg, &lim);
+	s->h1 = h1_server_new(w->base, fd, &lim, on_request, s);
+	if (!s->h1) {
 		snprintf(err, errlen, "cannot start the HTTP listener");
-		server_free(s);
+		gw_free(s);
 		return NULL;
 	}
-	int slot = atomic_fetch_add(&registry_n, 1);
-	if (slot < (int)GW_ARRAY_LEN(registry))
-		registry[slot] = s;
-	evconnlistener_set_error_cb(s->lis, on_accept_error);
 	return s;
 }
 
 void server_stop_listening(struct server *s)
 {
-	if (s && s->lis)
-		evconnlistener_disable(s->lis);
+	if (s && s->h1)
+		h1_server_stop(s->h1);
 }
 
 void server_free(struct server *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < GW_ARRAY_LEN(registry); i++)
-		if (registry[i] == s)
-			registry[i] = NULL;
-	if (s->http)
-		evhttp_free(s->http); /* frees the bound listener too */
-	else if (s->lis)
-		evconnlistener_free(s->lis);
-	if (s->accept_retry)
-		event_free(s->accept_retry);
+	h1_server_free(s->h1);
 	gw_free(s);
 }

@@ -1,5 +1,6 @@
-/* server.h - the HTTP front of one worker: listener, evhttp limits, routes,
- * client auth, CORS, request ids, and the one place errors become JSON. */
+/* server.h - the HTTP front of one worker: listener and limits (over h1.c),
+ * routes, client auth, CORS, request ids, and the one place errors become
+ * JSON. */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
@@ -7,7 +8,7 @@
 #include "core/chat.h"
 
 struct worker;
-struct evhttp_request;
+struct h1_req;
 struct gw_config;
 struct buf;
 
@@ -29,19 +30,19 @@ void server_stop_listening(struct server *s);
 void server_apply_config(struct server *s, const struct gw_config *cfg);
 
 /* Standard headers (request id, CORS) on a reply about to start. */
-void server_add_common_headers(struct evhttp_request *req, const struct req_ctx *ctx);
+void server_add_common_headers(struct h1_req *req, const struct req_ctx *ctx);
 /* Sends a complete JSON reply; body is copied. */
-void server_reply_json(struct evhttp_request *req, const struct req_ctx *ctx, int status,
+void server_reply_json(struct h1_req *req, const struct req_ctx *ctx, int status,
 		       const char *body, size_t len);
 /* Sends an OpenAI-shaped error reply with the matching status. */
-void server_reply_error(struct evhttp_request *req, const struct req_ctx *ctx, const struct chat_error *e);
+void server_reply_error(struct h1_req *req, const struct req_ctx *ctx, const struct chat_error *e);
 
 void req_ctx_free(struct req_ctx *ctx);
 
 /* Route handlers (front/chat_http.c, front/models_http.c). Each takes
  * ownership of ctx and answers req exactly once. */
-void chat_http_handle(struct evhttp_request *req, struct req_ctx *ctx);
-void models_http_list(struct evhttp_request *req, struct req_ctx *ctx);
-void models_http_get(struct evhttp_request *req, struct req_ctx *ctx, const char *id);
+void chat_http_handle(struct h1_req *req, struct req_ctx *ctx);
+void models_http_list(struct h1_req *req, struct req_ctx *ctx);
+void models_http_get(struct h1_req *req, struct req_ctx *ctx, const char *id);
 
 #endif

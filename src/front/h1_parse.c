@@ -1,0 +1,346 @@
+/* h1_parse.c - HTTP/1.1 request heads and chunked bodies. */
+#include "front/h1_parse.h"
+#include "util/buf.h"
+
+#include <string.h>
+#include <strings.h>
+
+#define CHUNK_META_MAX 16384 /* sizes, extensions and trailers of one body */
+
+size_t h1_head_end(const char *p, size_t len, size_t *from)
+{
+	size_t i = *from;
+	while (i < len) {
+		const char *nl = memchr(p + i, '\n', len - i);
+		if (!nl)
+			break;
+		i = (size_t)(nl - p);
+		if (i + 1 >= len || (p[i + 1] == '\r' && i + 2 >= len)) {
+			*from = i; /* undecided until more bytes come */
+			return 0;
+		}
+		if (p[i + 1] == '\n')
+			return i + 2;
+		if (p[i + 1] == '\r' && p[i + 2] == '\n')
+			return i + 3;
+		i++;
+	}
+	*from = len;
+	return 0;
+}
+
+static bool is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Cuts the line at *pp and returns it; *pp moves past its terminator.
+ * NULL when a CR stands anywhere but before the LF. */
+static char *next_line(char **pp, char *end)
+{
+	char *s = *pp;
+	char *nl = memchr(s, '\n', (size_t)(end - s));
+	if (!nl)
+		return NULL;
+	char *e = nl;
+	if (e > s && e[-1] == '\r')
+		e--;
+	if (memchr(s, '\r', (size_t)(e - s)))
+		return NULL;
+	*e = '\0';
+	*pp = nl + 1;
+	return s;
+}
+
+static enum h1_method method_of(const char *m)
+{
+	static const struct {
+		const char *s;
+		enum h1_method m;
+	} known[] = { { "GET", H1_GET }, { "HEAD", H1_HEAD }, { "POST", H1_POST }, { "OPTIONS", H1_OPTIONS } };
+	for (size_t i = 0; i < GW_ARRAY_LEN(known); i++)
+		if (strcmp(m, known[i].s) == 0)
+			return known[i].m;
+	return H1_OTHER;
+}
+
+static int parse_request_line(char *line, struct h1_head *h, const char **why)
+{
+	char *sp1 = strchr(line, ' ');
+	char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+	if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1 || strchr(sp2 + 1, ' '))
+		return *why = "malformed request line", 400;
+	*sp1 = *sp2 = '\0';
+	for (const char *c = line; *c; c++)
+		if (!is_tchar((unsigned char)*c))
+			return *why = "malformed method", 400;
+	for (const unsigned char *c = (const unsigned char *)sp1 + 1; *c; c++)
+		if (*c <= 0x20 || *c >= 0x7f)
+			return *why = "malformed request target", 400;
+	const char *v = sp2 + 1;
+	if (strncmp(v, "HTTP/", 5) != 0)
+		return *why = "malformed HTTP version", 400;
+	if (strcmp(v + 5, "1.1") == 0)
+		h->minor = 1;
+	else if (strcmp(v + 5, "1.0") == 0)
+		h->minor = 0;
+	else
+		return *why = "HTTP version not supported", 505;
+	h->method_s = line;
+	h->method = method_of(line);
+	h->target = sp1 + 1;
+	return 0;
+}
+
+static int parse_header_line(char *line, struct h1_head *h, const char **why)
+{
+	if (*line == ' ' || *line == '\t')
+		return *why = "folded header line", 400;
+	char *colon = strchr(line, ':');
+	if (!colon || colon == line)
+		return *why = "malformed header line", 400;
+	for (const char *c = line; c < colon; c++)
+		if (!is_tchar((unsigned char)*c))
+			return *why = "malformed header name", 400;
+	*colon = '\0';
+	char *v = colon + 1;
+	while (*v == ' ' || *v == '\t')
+		v++;
+	char *e = v + strlen(v);
+	for (const unsigned char *c = (const unsigned char *)v; c < (const unsigned char *)e; c++)
+		if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+			return *why = "control character in a header", 400;
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*e = '\0';
+	if (h->n_headers == H1_MAX_HEADERS)
+		return *why = "too many headers", 431;
+	h->h[h->n_headers].name = line;
+	h->h[h->n_headers].value = v;
+	h->n_headers++;
+	return 0;
+}
+
+static bool has_token(const char *list, const char *tok)
+{
+	size_t tl = strlen(tok);
+	for (const char *p = list; *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t l = strcspn(p, ",");
+		size_t k = l;
+		while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+			k--;
+		if (k == tl && strncasecmp(p, tok, tl) == 0)
+			return true;
+		p += l;
+	}
+	return false;
+}
+
+static int parse_length(const char *v, int64_t *out)
+{
+	int64_t n = 0;
+	if (!*v)
+		return -1;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9' || n > (INT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (*v - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+/* Framing and connection semantics from the headers. */
+static int derive(struct h1_head *h, const char **why)
+{
+	int n_cl = 0, n_te = 0, n_host = 0;
+	h->content_length = -1;
+	h->keep_alive = h->minor == 1;
+	for (size_t i = 0; i < h->n_headers; i++) {
+		const char *n = h->h[i].name, *v = h->h[i].value;
+		if (strcasecmp(n, "Content-Length") == 0) {
+			if (++n_cl > 1 || parse_length(v, &h->content_length) != 0)
+				return *why = "more than one or an invalid Content-Length", 400;
+		} else if (strcasecmp(n, "Transfer-Encoding") == 0) {
+			if (++n_te > 1)
+				return *why = "more than one Transfer-Encoding", 400;
+			if (strcasecmp(v, "chunked") != 0)
+				return *why = "only the chunked transfer coding is supported", 501;
+			h->chunked = true;
+		} else if (strcasecmp(n, "Connection") == 0) {
+			if (has_token(v, "close"))
+				h->keep_alive = false;
+			else if (has_token(v, "keep-alive"))
+				h->keep_alive = true;
+		} else if (strcasecmp(n, "Expect") == 0) {
+			if (strcasecmp(v, "100-continue") != 0)
+				return *why = "unsupported expectation", 417;
+			h->expect_continue = h->minor == 1;
+		} else if (strcasecmp(n, "Host") == 0) {
+			n_host++;
+		}
+	}
+	if (h->chunked && (n_cl || h->minor == 0))
+		return *why = "Transfer-Encoding with Content-Length or in HTTP/1.0", 400;
+	if (n_host > 1 || (h->minor == 1 && n_host == 0))
+		return *why = "an HTTP/1.1 request needs exactly one Host header", 400;
+	return 0;
+}
+
+int h1_parse_head(char *p, size_t len, struct h1_head *h, const char **why)
+{
+	memset(h, 0, sizeof(*h));
+	*why = "";
+	char *end = p + len;
+	if (memchr(p, '\0', len))
+		return *why = "NUL byte in the head", 400;
+	char *line = next_line(&p, end);
+	if (!line)
+		return *why = "malformed request line", 400;
+	int st = parse_request_line(line, h, why);
+	while (!st) {
+		line = next_line(&p, end);
+		if (!line)
+			return *why = "malformed header line", 400;
+		if (!*line)
+			break;
+		st = parse_header_line(line, h, why);
+	}
+	return st ? st : derive(h, why);
+}
+
+const char *h1_head_get(const struct h1_head *h, const char *name)
+{
+	for (size_t i = 0; i < h->n_headers; i++)
+		if (strcasecmp(h->h[i].name, name) == 0)
+			return h->h[i].value;
+	return NULL;
+}
+
+enum { C_SIZE0, C_SIZE, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TLINE, C_TLINE_LF, C_END_LF };
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One byte of everything but chunk data. */
+static enum h1_chunk_rc meta_byte(struct h1_chunked *c, char ch)
+{
+	if (++c->meta > CHUNK_META_MAX)
+		return H1_CHUNK_BAD;
+	int hv = hexval(ch);
+	switch (c->state) {
+	case C_SIZE0:
+	case C_SIZE:
+		if (hv >= 0) {
+			if (c->left >> 59)
+				return H1_CHUNK_BAD;
+			c->left = c->left * 16 + (uint64_t)hv;
+			c->state = C_SIZE;
+		} else if (c->state == C_SIZE0) {
+			return H1_CHUNK_BAD;
+		} else if (ch == ';' || ch == ' ' || ch == '\t') {
+			c->state = C_EXT;
+		} else if (ch == '\r') {
+			c->state = C_SIZE_LF;
+		} else if (ch == '\n') {
+			c->state = c->left ? C_DATA : C_TRAILER;
+		} else {
+			return H1_CHUNK_BAD;
+		}
+		return H1_CHUNK_MORE;
+	case C_EXT:
+		if (ch == '\n')
+			c->state = c->left ? C_DATA : C_TRAILER;
+		else if (ch == '\r')
+			c->state = C_SIZE_LF;
+		else if (ch == '\0')
+			return H1_CHUNK_BAD;
+		return H1_CHUNK_MORE;
+	case C_SIZE_LF:
+		if (ch != '\n')
+			return H1_CHUNK_BAD;
+		c->state = c->left ? C_DATA : C_TRAILER;
+		return H1_CHUNK_MORE;
+	case C_DATA_CR:
+		if (ch == '\r')
+			return c->state = C_DATA_LF, H1_CHUNK_MORE;
+		if (ch == '\n')
+			return c->state = C_SIZE0, H1_CHUNK_MORE;
+		return H1_CHUNK_BAD;
+	case C_DATA_LF:
+		if (ch != '\n')
+			return H1_CHUNK_BAD;
+		return c->state = C_SIZE0, H1_CHUNK_MORE;
+	case C_TRAILER:
+		if (ch == '\n')
+			return H1_CHUNK_DONE;
+		c->state = ch == '\r' ? C_END_LF : C_TLINE;
+		return H1_CHUNK_MORE;
+	case C_TLINE:
+		if (ch == '\n')
+			c->state = C_TRAILER;
+		else if (ch == '\r')
+			c->state = C_TLINE_LF;
+		else if (ch == '\0')
+			return H1_CHUNK_BAD;
+		return H1_CHUNK_MORE;
+	case C_TLINE_LF:
+		if (ch != '\n')
+			return H1_CHUNK_BAD;
+		return c->state = C_TRAILER, H1_CHUNK_MORE;
+	case C_END_LF:
+		return ch == '\n' ? H1_CHUNK_DONE : H1_CHUNK_BAD;
+	}
+	return H1_CHUNK_BAD;
+}
+
+enum h1_chunk_rc h1_chunked_feed(struct h1_chunked *c, const char *in, size_t len, size_t *used,
+				 size_t *dlen)
+{
+	size_t i = 0;
+	enum h1_chunk_rc rc = H1_CHUNK_MORE;
+	*dlen = 0;
+	while (i < len && rc == H1_CHUNK_MORE) {
+		if (c->state == C_DATA) {
+			size_t n = len - i < c->left ? len - i : (size_t)c->left;
+			c->left -= n;
+			if (!c->left)
+				c->state = C_DATA_CR;
+			*dlen = n;
+			*used = i + n;
+			return H1_CHUNK_DATA;
+		}
+		rc = meta_byte(c, in[i++]);
+	}
+	*used = i;
+	return rc;
+}
+
+enum gw_err h1_chunked_decode(const char *in, size_t len, size_t *used, struct buf *out)
+{
+	struct h1_chunked c = { 0 };
+	size_t at = 0;
+	for (;;) {
+		size_t u, d;
+		enum h1_chunk_rc rc = h1_chunked_feed(&c, in + at, len - at, &u, &d);
+		at += u;
+		*used = at;
+		if (rc == H1_CHUNK_DONE)
+			return GW_OK;
+		if (rc == H1_CHUNK_BAD)
+			return GW_EINVAL;
+		if (rc == H1_CHUNK_MORE)
+			return GW_EAGAIN;
+		enum gw_err err = buf_add(out, in + at - d, d);
+		if (err)
+			return err;
+	}
+}

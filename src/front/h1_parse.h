@@ -1,0 +1,70 @@
+/* h1_parse.h - HTTP/1.1 request framing (RFC 9112) from client bytes.
+ *
+ * Pure functions over memory, no I/O, so the fuzzer can drive them. The
+ * rules are strict where leniency lets a request be read two ways
+ * (smuggling): one Content-Length, no Content-Length with chunked, no
+ * whitespace before a colon, no folded lines, no bare CR. */
+#ifndef GW_H1_PARSE_H
+#define GW_H1_PARSE_H
+
+#include "gw.h"
+
+struct buf;
+
+#define H1_MAX_HEADERS 100
+
+enum h1_method { H1_GET, H1_HEAD, H1_POST, H1_OPTIONS, H1_OTHER };
+
+struct h1_header {
+	const char *name;  /* NUL-terminated, inside the parsed block */
+	const char *value; /* NUL-terminated, surrounding blanks removed */
+};
+
+struct h1_head {
+	enum h1_method method;
+	const char *method_s;
+	const char *target;      /* request-target as sent */
+	int minor;               /* HTTP/1.minor */
+	struct h1_header h[H1_MAX_HEADERS];
+	size_t n_headers;
+	int64_t content_length;  /* -1 when absent */
+	bool chunked;
+	bool keep_alive;
+	bool expect_continue;
+};
+
+/* Length of the head at the start of p (request line up to and including the
+ * empty line), 0 when the empty line has not arrived yet. from is where the
+ * previous call stopped looking, so a head trickling in is scanned once. */
+size_t h1_head_end(const char *p, size_t len, size_t *from);
+
+/* Parses a complete head in place (terminators become NULs). Returns 0, or
+ * the HTTP status to refuse it with and a static reason in *why. */
+int h1_parse_head(char *p, size_t len, struct h1_head *h, const char **why);
+
+/* The value of header name (case-insensitive), NULL when absent. */
+const char *h1_head_get(const struct h1_head *h, const char *name);
+
+/* Incremental decoder of a chunked body, zero-copy: it hands back where the
+ * data lies in the input and the caller moves it where it wants. */
+struct h1_chunked {
+	int state;
+	uint64_t left;     /* bytes left in the current chunk */
+	size_t meta;       /* bytes of sizes, extensions and trailers seen */
+};
+
+enum h1_chunk_rc {
+	H1_CHUNK_MORE,     /* all of the input consumed, the body goes on */
+	H1_CHUNK_DATA,     /* in[*used - *dlen .. *used) is body data */
+	H1_CHUNK_DONE,     /* the body ended at *used; what follows is the next request */
+	H1_CHUNK_BAD,
+};
+
+enum h1_chunk_rc h1_chunked_feed(struct h1_chunked *c, const char *in, size_t len, size_t *used,
+				 size_t *dlen);
+
+/* Decodes a whole chunked body held in memory into out (whose max bounds
+ * it); GW_EAGAIN when it is not complete, GW_ELIMIT when too large. */
+enum gw_err h1_chunked_decode(const char *in, size_t len, size_t *used, struct buf *out) GW_MUSTCHECK;
+
+#endif

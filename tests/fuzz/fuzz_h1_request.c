@@ -1,0 +1,81 @@
+/* fuzz_h1_request.c - client bytes as an HTTP/1.1 request: head framing,
+ * head parsing and a chunked body fed in pieces. A parsed head must point
+ * into its input and say one framing; the decoder must consume what it is
+ * given unless it stops, and never exceed its body bound. */
+#include <string.h>
+
+#include "front/h1_parse.h"
+#include "util/buf.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+static void check_head(const struct h1_head *h, const char *p, size_t len)
+{
+	GW_ASSERT(h->target >= p && h->target < p + len);
+	GW_ASSERT(h->minor == 0 || h->minor == 1);
+	GW_ASSERT(h->n_headers <= H1_MAX_HEADERS);
+	GW_ASSERT(!(h->chunked && h->content_length >= 0));
+	for (size_t i = 0; i < h->n_headers; i++) {
+		GW_ASSERT(h->h[i].name >= p && h->h[i].name < p + len && *h->h[i].name);
+		GW_ASSERT(h->h[i].value >= p && h->h[i].value <= p + len);
+		GW_ASSERT(!strpbrk(h->h[i].value, "\r\n"));
+	}
+}
+
+/* Fed in pieces, the decoder gives the same body as in one piece. */
+static void check_chunked(const char *p, size_t len, size_t step)
+{
+	struct buf whole, pieces;
+	buf_init(&whole, 4096);
+	buf_init(&pieces, 4096);
+	size_t used_whole = 0;
+	enum gw_err err = h1_chunked_decode(p, len, &used_whole, &whole);
+	GW_ASSERT(used_whole <= len);
+
+	struct h1_chunked ck = { 0 };
+	size_t at = 0;
+	enum h1_chunk_rc rc = H1_CHUNK_MORE;
+	bool over = false;
+	while (at < len && (rc == H1_CHUNK_MORE || rc == H1_CHUNK_DATA)) {
+		size_t n = len - at < step ? len - at : step, used, dlen;
+		rc = h1_chunked_feed(&ck, p + at, n, &used, &dlen);
+		GW_ASSERT(used <= n && dlen <= used);
+		GW_ASSERT(rc != H1_CHUNK_MORE || used == n);
+		if (rc == H1_CHUNK_DATA && buf_add(&pieces, p + at + used - dlen, dlen) != GW_OK)
+			over = true;
+		at += used;
+	}
+	if (err == GW_OK && !over) {
+		GW_ASSERT(rc == H1_CHUNK_DONE && at == used_whole);
+		GW_ASSERT(whole.len == pieces.len && memcmp(whole.p ? whole.p : "", pieces.p ? pieces.p : "", whole.len) == 0);
+	}
+	if (err == GW_EINVAL)
+		GW_ASSERT(rc == H1_CHUNK_BAD || over);
+	buf_release(&whole);
+	buf_release(&pieces);
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+	if (size > 65536)
+		return 0;
+	char *copy = gw_malloc(size + 1);
+	if (!copy)
+		return 0;
+	memcpy(copy, data, size);
+	copy[size] = '\0';
+	size_t from = 0, end = h1_head_end(copy, size, &from);
+	GW_ASSERT(end <= size);
+	if (end) {
+		struct h1_head h;
+		const char *why;
+		int st = h1_parse_head(copy, end, &h, &why);
+		GW_ASSERT(st == 0 || (st >= 400 && st <= 505 && why && *why));
+		if (st == 0)
+			check_head(&h, copy, end);
+	}
+	size_t step = size ? (size_t)data[0] % 17 + 1 : 1;
+	check_chunked((const char *)data + end, size - end, step);
+	gw_free(copy);
+	return 0;
+}

@@ -1,0 +1,221 @@
+/* test_h1_parse.c - request heads and chunked bodies (RFC 9112), including
+ * the framing ambiguities that enable request smuggling. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "front/h1_parse.h"
+#include "util/buf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Parses a copy of s (the parser writes into its input); returns the status. */
+static int parse(const char *s, struct h1_head *h, char *copy, size_t cap)
+{
+	size_t n = strlen(s);
+	assert_true(n < cap);
+	memcpy(copy, s, n + 1);
+	const char *why;
+	return h1_parse_head(copy, n, h, &why);
+}
+
+static void test_head_end_across_reads(void **state)
+{
+	(void)state;
+	const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\nNEXT";
+	size_t full = strlen(req) - 4, from = 0;
+	for (size_t n = 0; n < full; n++)
+		assert_int_equal(h1_head_end(req, n, &from), 0);
+	assert_int_equal(h1_head_end(req, full, &from), full);
+	from = 0;
+	assert_int_equal(h1_head_end("GET / HTTP/1.0\n\nX", 17, &from), 16); /* bare LF lines */
+	from = 0;
+	assert_int_equal(h1_head_end("GET / HTTP/1.1\r\nA: b\r\r\n", 24, &from), 0);
+}
+
+static void test_simple_get(void **state)
+{
+	(void)state;
+	struct h1_head h;
+	char c[512];
+	assert_int_equal(parse("GET /v1/models?x=1 HTTP/1.1\r\nHost: a\r\nX-Key:  v v \t\r\n\r\n", &h, c, sizeof(c)), 0);
+	assert_int_equal(h.method, H1_GET);
+	assert_string_equal(h.target, "/v1/models?x=1");
+	assert_int_equal(h.minor, 1);
+	assert_string_equal(h1_head_get(&h, "x-key"), "v v");
+	assert_null(h1_head_get(&h, "X-Absent"));
+	assert_int_equal(h.content_length, -1);
+	assert_true(h.keep_alive);
+	assert_false(h.chunked);
+}
+
+static void test_connection_semantics(void **state)
+{
+	(void)state;
+	struct h1_head h;
+	char c[512];
+	assert_int_equal(parse("GET / HTTP/1.0\r\n\r\n", &h, c, sizeof(c)), 0);
+	assert_false(h.keep_alive);
+	assert_int_equal(parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &h, c, sizeof(c)), 0);
+	assert_true(h.keep_alive);
+	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n", &h, c, sizeof(c)), 0);
+	assert_false(h.keep_alive);
+	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", &h,
+			       c, sizeof(c)), 0);
+	assert_true(h.expect_continue);
+	assert_int_equal(h.content_length, 5);
+	assert_int_equal(parse("POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", &h, c, sizeof(c)), 417);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *req;
+		int status;
+	} cases[] = {
+		{ "GARBAGE\r\n\r\n", 400 },
+		{ "GET /\r\n\r\n", 400 },
+		{ "GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505 },
+		{ "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+		{ "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+		{ "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400 },
+		{ "GET / HTTP/1.1\r\n\r\n", 400 },                               /* no Host */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },         /* two Hosts */
+		{ "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400 },                   /* space before colon */
+		{ "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400 },         /* obs-fold */
+		{ "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400 },                 /* bare CR */
+		{ "GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400 },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: \x7f\r\n\r\n", 400 },
+		/* smuggling: the classic CL.CL, CL.TE, TE.TE shapes */
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 501 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501 },
+		{ "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400 },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400 },
+	};
+	char c[512];
+	struct h1_head h;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int st = parse(cases[i].req, &h, c, sizeof(c));
+		if (st != cases[i].status)
+			fail_msg("case %zu (%s): %d, want %d", i, cases[i].req, st, cases[i].status);
+	}
+	/* A NUL anywhere in the head. */
+	char nul[] = "GET /a HTTP/1.1\r\nHost: a\0b\r\n\r\n";
+	const char *why;
+	assert_int_equal(h1_parse_head(nul, sizeof(nul) - 1, &h, &why), 400);
+}
+
+static void test_header_count_bound(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b, 1 << 20);
+	assert_int_equal(buf_adds(&b, "GET / HTTP/1.1\r\nHost: a\r\n"), GW_OK);
+	for (int i = 0; i < H1_MAX_HEADERS; i++)
+		assert_int_equal(buf_printf(&b, "X-%d: v\r\n", i), GW_OK);
+	assert_int_equal(buf_adds(&b, "\r\n"), GW_OK);
+	struct h1_head h;
+	const char *why;
+	assert_int_equal(h1_parse_head(b.p, b.len, &h, &why), 431);
+	buf_release(&b);
+}
+
+/* Feeds s in pieces of step bytes, collecting the data spans; returns the
+ * last code and the bytes used. */
+static enum h1_chunk_rc feed(const char *s, size_t step, struct buf *out, size_t *total_used)
+{
+	struct h1_chunked ck = { 0 };
+	size_t n = strlen(s), at = 0;
+	enum h1_chunk_rc rc = H1_CHUNK_MORE;
+	while (at < n && (rc == H1_CHUNK_MORE || rc == H1_CHUNK_DATA)) {
+		size_t len = n - at < step ? n - at : step, used, dlen;
+		rc = h1_chunked_feed(&ck, s + at, len, &used, &dlen);
+		assert_true(used <= len && dlen <= used);
+		if (rc == H1_CHUNK_DATA)
+			assert_int_equal(buf_add(out, s + at + used - dlen, dlen), GW_OK);
+		else
+			assert_int_equal(dlen, 0);
+		if (rc == H1_CHUNK_MORE)
+			assert_int_equal(used, len);
+		at += used;
+	}
+	*total_used = at;
+	return rc;
+}
+
+static void test_chunked_any_split(void **state)
+{
+	(void)state;
+	const char *body = "5\r\nhello\r\n6;ext=1\r\n world\r\nA \r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nGET";
+	for (size_t step = 1; step < 80; step++) {
+		struct buf out;
+		buf_init(&out, 1024);
+		size_t used;
+		assert_int_equal(feed(body, step, &out, &used), H1_CHUNK_DONE);
+		assert_int_equal(used, strlen(body) - 3); /* the next request is left */
+		assert_string_equal(out.p, "hello world0123456789");
+		buf_release(&out);
+	}
+	struct buf out;
+	buf_init(&out, 1024);
+	size_t used;
+	assert_int_equal(h1_chunked_decode(body, strlen(body), &used, &out), GW_OK);
+	assert_int_equal(used, strlen(body) - 3);
+	assert_string_equal(out.p, "hello world0123456789");
+	buf_reset(&out);
+	assert_int_equal(h1_chunked_decode(body, 20, &used, &out), GW_EAGAIN);
+	buf_release(&out);
+}
+
+static void test_chunked_refusals(void **state)
+{
+	(void)state;
+	static const char *bad[] = {
+		"x\r\n", "5\r\nhelloX\r\n", "\r\n", "5\rX", "0\r\n\r\r", "0\r\nT: v\rX", "fffffffffffffffffff\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct buf out;
+		buf_init(&out, 1024);
+		size_t used;
+		if (feed(bad[i], 3, &out, &used) != H1_CHUNK_BAD)
+			fail_msg("case %zu accepted", i);
+		buf_release(&out);
+	}
+	struct buf small;
+	buf_init(&small, 4);
+	size_t used;
+	assert_int_equal(h1_chunked_decode("5\r\nhello\r\n0\r\n\r\n", 15, &used, &small), GW_ELIMIT);
+	buf_release(&small);
+	/* Endless extensions are bounded. */
+	struct h1_chunked ck = { 0 };
+	char ext[1024];
+	memset(ext, 'e', sizeof(ext));
+	size_t dlen;
+	enum h1_chunk_rc rc = h1_chunked_feed(&ck, "1;", 2, &used, &dlen);
+	for (int i = 0; i < 100 && rc == H1_CHUNK_MORE; i++)
+		rc = h1_chunked_feed(&ck, ext, sizeof(ext), &used, &dlen);
+	assert_int_equal(rc, H1_CHUNK_BAD);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_head_end_across_reads),
+		cmocka_unit_test(test_simple_get),
+		cmocka_unit_test(test_connection_semantics),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_header_count_bound),
+		cmocka_unit_test(test_chunked_any_split),
+		cmocka_unit_test(test_chunked_refusals),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
