@@ -164,3 +164,42 @@ test('SIGHUP turns it on; chats opened while it was off are never deleted', asyn
     await gw.stop();
   }
 });
+
+test('a failing chat list deletes nothing; the next pass carries on', async () => {
+  await sim.reset();
+  await sim.faults([{ kind: 'histories_500', times: 3 }]);
+  const gw = await startGateway(sim, { env: ON });
+  try {
+    const m = tag();
+    await turn(gw.client(), [], `hello ${m}`);
+    const id = await chatOf(m);
+    await waitFor(() => deleted(id), { timeoutMs: 20000, intervalMs: 100, what: 'the chat to be deleted after the failures' });
+    const st = await sim.stats();
+    assert.equal(st.faultsFired.histories_500, 3);
+    assert.equal(st.counters.chats_deleted, 1);
+    assert.match(gw.logs(), /listing upstream chats failed: HTTP 500/);
+    assert.match(gw.logs(), /upstream clean-up pass: .* 1 failed step\(s\)/);
+    await stopClean(gw);
+  } finally {
+    await gw.stop();
+  }
+});
+
+test('shutdown during a pass cancels the pending list call and exits cleanly', async () => {
+  await sim.reset();
+  await sim.faults([{ kind: 'histories_stall', times: -1 }]);
+  const gw = await startGateway(sim, { env: ON });
+  try {
+    await turn(gw.client(), [], `hello ${tag()}`);
+    // The pass is now waiting on a list call that never ends.
+    await waitFor(async () => (await sim.stats()).faultsFired.histories_stall >= 1,
+      { timeoutMs: 20000, intervalMs: 100, what: 'a pass to hang on the list' });
+    const t0 = Date.now();
+    await stopClean(gw);
+    assert.ok(Date.now() - t0 < 5000, `exit took ${Date.now() - t0} ms`);
+    assert.equal((await sim.stats()).counters.chats_deleted || 0, 0);
+  } finally {
+    await gw.stop();
+    await sim.control('DELETE', '/__sim/faults');
+  }
+});
