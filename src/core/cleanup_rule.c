@@ -58,6 +58,8 @@ bool cleanup_own_parse(const char *v, size_t len, struct cleanup_own *out)
 	    end[-1] == ' ')
 		goto bad;
 	long long t = 0;
+	if (num[0] == '0')
+		goto bad; /* one spelling per value: what we write is what we read */
 	for (const char *d = num; *d; d++) {
 		if (*d < '0' || *d > '9' || t > (INT64_MAX - 9) / 10)
 			goto bad;

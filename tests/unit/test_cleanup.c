@@ -136,7 +136,7 @@ static void test_own_parse_refuses(void **state)
 	(void)state;
 	static const char *const bad[] = {
 		"", "v1", "v1 ", "v2 a w 1", "v1 a w", "v1 a w 1 extra", "v1 a w 1 ", "v1  a w 1", "v1 a w x1",
-		"v1 a w 0", "v1 a w -1", "v1 a w 99999999999999999999", "v1 a\tb w 1", "V1 a w 1",
+		"v1 a w 0", "v1 a w -1", "v1 a w 99999999999999999999", "v1 a\tb w 1", "V1 a w 1", "v1 a w 01",
 	};
 	struct cleanup_own o;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
