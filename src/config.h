@@ -39,6 +39,7 @@ struct gw_config {
 	char *store_url;
 	long store_ttl;
 	long store_max_entries;
+	long upstream_cleanup_interval; /* 0 = off (src/core/cleanup.c) */
 	long prompt_budget;
 
 	long request_timeout;

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/call.h"
+#include "core/cleanup.h"
 #include "core/pool.h"
 #include "front/server.h"
 #include "net/httpc.h"
@@ -225,6 +226,10 @@ static int run(struct app *app, struct gw_config *cfg)
 		if (pthread_create(&app->workers[i].thread, NULL, worker_main, &app->workers[i]) != 0)
 			return log_error(NULL, "cannot start worker thread %zu", i), 1;
 	}
+	/* Upstream hygiene runs on worker 0 only, whose loop is this thread's. */
+	struct cleanup *cleanup = cleanup_new(&app->workers[0]);
+	if (!cleanup)
+		log_warn(NULL, "upstream clean-up not started: out of memory");
 	log_info(NULL, "listening on http://%s:%ld (%zu worker%s, store %s, flow %s)", cfg->host, cfg->port,
 		 app->n_workers, app->n_workers == 1 ? "" : "s", store_kind(app->store),
 		 cfg->engine_flow == FLOW_2025 ? "2025" : "2026");
@@ -233,6 +238,8 @@ static int run(struct app *app, struct gw_config *cfg)
 		event_base_loopexit(app->workers[i].base, NULL);
 		pthread_join(app->workers[i].thread, NULL);
 	}
+	/* Before app_free frees the HTTP clients and the store it uses. */
+	cleanup_free(cleanup);
 	event_free(sterm);
 	event_free(sint);
 	event_free(shup);

@@ -437,6 +437,30 @@ struct account *pool_find(struct pool *p, const char *id)
 	return ok ? found : NULL;
 }
 
+size_t pool_size(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	size_t n = p->n;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}
+
+struct account *pool_at(struct pool *p, size_t i)
+{
+	pthread_mutex_lock(&p->lock);
+	struct account *a = i < p->n ? p->acc[i] : NULL;
+	pthread_mutex_unlock(&p->lock);
+	return a;
+}
+
+bool account_healthy(struct account *a)
+{
+	pthread_mutex_lock(&a->lock);
+	bool ok = !a->signed_out && a->failures < BREAKER_THRESHOLD;
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
 enum gw_err account_slot_acquire(struct account *a, struct waiter *wt, struct chat_error *e)
 {
 	long limit = concurrency_limit();

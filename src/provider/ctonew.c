@@ -2,6 +2,7 @@
 #include "provider/ctonew.h"
 #include "config.h"
 #include "core/app.h"
+#include "core/cleanup.h"
 #include "core/pool.h"
 #include "net/httpc.h"
 #include "net/ws.h"
@@ -207,6 +208,8 @@ static void on_project(const struct httpc_resp *r, void *arg)
 		snprintf(t->chat_id, sizeof(t->chat_id), "%s", p.project_id);
 		snprintf(t->workspace, sizeof(t->workspace), "%s", p.workspace_id);
 		log_debug(t->rid, "new upstream chat %s", t->chat_id);
+		/* Only now can the chat be proven ours later (the list does not say). */
+		cleanup_note_chat(t->w->app->store, t->cfg, account_id(t->a), t->chat_id, t->workspace);
 		t->step = ST_WS;
 		step(t);
 	}

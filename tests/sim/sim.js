@@ -83,6 +83,7 @@ const FAULT_KINDS = new Set([
   'token_401', 'token_500', 'client_401', 'rotate', 'chat_429', 'chat_500', 'chat_413', 'project_500',
   'offers_500', 'adapters_500', 'preferred_500', 'ws_reject', 'ws_drop', 'ws_close', 'ws_stall',
   'malformed', 'huge', 'slow', 'snapshot', 'no_final_state', 'billing_limit', 'presign_500',
+  'histories_500', 'histories_stall',
 ]);
 const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp']);
 const IMAGE_MAX = 10 * 1024 * 1024;
@@ -593,6 +594,8 @@ async function rest(req, res, u, route) {
       return send(res, 200, { offers: [] });
     }
     case 'GET /chat-histories': {
+      if (takeFault('histories_500', ctx)) return ise();
+      if (takeFault('histories_stall', ctx)) return; // never answered: the caller's timeout or cancel ends it
       const ws = u.searchParams.get('workspaceId');
       const size = Math.min(100, Math.max(1, Number(u.searchParams.get('pageSize')) || 20));
       if (settings.flow === '2026' && ws !== acct.workspaceId) return send(res, 403, { error: 'Forbidden', message: 'Not a member of this workspace' });
