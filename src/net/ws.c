@@ -91,6 +91,7 @@ struct ws {
 	bool wr_wants_rd;       /* SSL_write needs the fd readable */
 	bool kick;              /* run an I/O pass at once, from the loop */
 	size_t pass_bytes;
+	bool drained;           /* a plain recv came back short: the socket is empty */
 	int depth;
 	bool freed;
 	enum gw_err abort_err;  /* ws_close before the upgrade finished */
@@ -456,9 +457,17 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 		w->kick = true; /* more next turn; also covers TLS-buffered bytes */
 		goto block;
 	}
+	/* A short read on a plain socket emptied it: say so without the
+	 * recv that would only return EAGAIN (the fd is level-triggered, so
+	 * bytes arriving meanwhile wake us again). Not for TLS, where the
+	 * library may hold decrypted bytes the socket does not show. */
+	if (w->drained)
+		goto block;
 	ssize_t r = io_recv(w, buf, len);
 	if (r > 0) {
 		w->pass_bytes += (size_t)r;
+		if (w->io == WS_IO_FD && (size_t)r < len)
+			w->drained = true;
 		return r;
 	}
 	if (r == IO_AGAIN)
@@ -566,6 +575,7 @@ static void io_pass(struct ws *w)
 		return;
 	if (!w->paused && wslay_event_want_read(w->ctx)) {
 		w->pass_bytes = 0;
+		w->drained = false;
 		int r = wslay_event_recv(w->ctx);
 		if (w->freed || w->state != WS_OPEN)
 			return;
