@@ -91,7 +91,7 @@ struct ws {
 	bool wr_wants_rd;       /* SSL_write needs the fd readable */
 	bool kick;              /* run an I/O pass at once, from the loop */
 	size_t pass_bytes;
-	bool drained;           /* a plain recv came back short: the socket is empty */
+	bool drained;           /* in this on_io: a plain recv came back short, the socket is empty */
 	int depth;
 	bool freed;
 	enum gw_err abort_err;  /* ws_close before the upgrade finished */
@@ -575,7 +575,6 @@ static void io_pass(struct ws *w)
 		return;
 	if (!w->paused && wslay_event_want_read(w->ctx)) {
 		w->pass_bytes = 0;
-		w->drained = false;
 		int r = wslay_event_recv(w->ctx);
 		if (w->freed || w->state != WS_OPEN)
 			return;
@@ -673,13 +672,18 @@ static void hs_recv(struct ws *w)
 			finish(w, GW_EIO, 0, 0);
 			return;
 		}
+		if (w->io == WS_IO_FD && (size_t)r < room)
+			w->drained = true; /* also for the frame pass right after the 101 */
 		w->in.len += (size_t)r;
 		w->in.p[w->in.len] = '\0';
 		int status;
 		size_t hl;
 		err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
-		if (err == GW_EAGAIN)
+		if (err == GW_EAGAIN) {
+			if (w->drained)
+				return; /* the rest comes with a later wake-up */
 			continue;
+		}
 		if (err) {
 			finish(w, err, 0, status);
 			return;
@@ -695,6 +699,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	enter(w);
+	w->drained = false; /* a wake-up from the loop: the socket may have bytes */
 	if (w->state == WS_HS_SEND)
 		hs_send(w);
 	if (w->state == WS_HS_RECV)
