@@ -22,6 +22,10 @@
  * shrinks as calls finish, closing keep-alive connections a burst just
  * opened. WebSocket connections count here too but are never evicted. */
 #define HTTPC_MAX_CONNS 4096L
+/* Finished easy handles kept for the next call (curl_easy_reset clears
+ * their options): a REST call then skips curl_easy_init/cleanup and their
+ * buffer allocations. Bounded, so a burst does not pin memory. */
+#define HTTPC_IDLE_EASY 16
 
 struct httpc_sock {
 	struct httpc *h;
@@ -42,6 +46,8 @@ struct httpc {
 	struct httpc_call *calls;
 	struct httpc_sock *socks;
 	struct httpc_owner *doomed; /* handles whose socket we failed to watch */
+	CURL *idle[HTTPC_IDLE_EASY]; /* reset, not on the multi */
+	size_t n_idle;
 };
 
 struct httpc_call {
@@ -283,6 +289,8 @@ void httpc_free(struct httpc *h)
 	curl_multi_cleanup(h->multi);
 	while (h->socks)
 		sock_free(h, h->socks);
+	while (h->n_idle)
+		curl_easy_cleanup(h->idle[--h->n_idle]);
 	event_free(h->timer);
 	gw_free(h->user_agent);
 	gw_free(h->ca_bundle);
@@ -470,10 +478,29 @@ static void call_unlink(struct httpc_call *c)
 	c->prev = c->next = NULL;
 }
 
+/* An easy handle for a call: a kept one if any, else a new one. */
+static CURL *easy_get(struct httpc *h)
+{
+	if (h->n_idle)
+		return h->idle[--h->n_idle];
+	return curl_easy_init();
+}
+
+/* Takes back a handle that is not on the multi. */
+static void easy_put(struct httpc *h, CURL *e)
+{
+	if (h->n_idle < HTTPC_IDLE_EASY) {
+		curl_easy_reset(e);
+		h->idle[h->n_idle++] = e;
+	} else {
+		curl_easy_cleanup(e);
+	}
+}
+
 static void call_free(struct httpc_call *c)
 {
 	if (c->easy)
-		curl_easy_cleanup(c->easy);
+		easy_put(c->h, c->easy);
 	curl_slist_free_all(c->hdrs);
 	gw_free(c->body);
 	buf_release(&c->rbody);
@@ -545,7 +572,7 @@ enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
 	enum gw_err err = GW_ENOMEM;
 	if (o->body && !(c->body = gw_strndup(o->body, o->body_len)))
 		goto fail;
-	if (!(c->easy = curl_easy_init()))
+	if (!(c->easy = easy_get(h)))
 		goto fail;
 	if ((err = call_setup(c, o)) || (err = httpc__add(h, c->easy, &c->owner)))
 		goto fail;

@@ -91,6 +91,7 @@ struct ws {
 	bool wr_wants_rd;       /* SSL_write needs the fd readable */
 	bool kick;              /* run an I/O pass at once, from the loop */
 	size_t pass_bytes;
+	bool drained;           /* in this on_io: a plain recv came back short, the socket is empty */
 	int depth;
 	bool freed;
 	enum gw_err abort_err;  /* ws_close before the upgrade finished */
@@ -456,9 +457,17 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 		w->kick = true; /* more next turn; also covers TLS-buffered bytes */
 		goto block;
 	}
+	/* A short read on a plain socket emptied it: say so without the
+	 * recv that would only return EAGAIN (the fd is level-triggered, so
+	 * bytes arriving meanwhile wake us again). Not for TLS, where the
+	 * library may hold decrypted bytes the socket does not show. */
+	if (w->drained)
+		goto block;
 	ssize_t r = io_recv(w, buf, len);
 	if (r > 0) {
 		w->pass_bytes += (size_t)r;
+		if (w->io == WS_IO_FD && (size_t)r < len)
+			w->drained = true;
 		return r;
 	}
 	if (r == IO_AGAIN)
@@ -663,13 +672,18 @@ static void hs_recv(struct ws *w)
 			finish(w, GW_EIO, 0, 0);
 			return;
 		}
+		if (w->io == WS_IO_FD && (size_t)r < room)
+			w->drained = true; /* also for the frame pass right after the 101 */
 		w->in.len += (size_t)r;
 		w->in.p[w->in.len] = '\0';
 		int status;
 		size_t hl;
 		err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
-		if (err == GW_EAGAIN)
+		if (err == GW_EAGAIN) {
+			if (w->drained)
+				return; /* the rest comes with a later wake-up */
 			continue;
+		}
 		if (err) {
 			finish(w, err, 0, status);
 			return;
@@ -685,6 +699,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	enter(w);
+	w->drained = false; /* a wake-up from the loop: the socket may have bytes */
 	if (w->state == WS_HS_SEND)
 		hs_send(w);
 	if (w->state == WS_HS_RECV)

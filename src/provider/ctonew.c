@@ -53,6 +53,8 @@ struct turn {
 	bool paused;
 	size_t reply_bytes;
 	struct event *timer;       /* first-piece / idle deadline */
+	bool idle_armed;           /* timer runs the idle deadline */
+	uint64_t last_piece_us;    /* when the last piece came (idle deadline) */
 	struct event *ping;
 
 	struct turn_cbs cbs;
@@ -358,7 +360,13 @@ static bool deliver(struct turn *t, enum chat_ev_kind kind, struct piece_tracker
 	if (dl == 0)
 		return true;
 	t->reply_bytes += dl;
-	arm(t->timer, t->cfg->idle_timeout);
+	/* The idle deadline is armed once; on_deadline moves it on from the
+	 * last piece, so a piece costs a clock read, not a timer re-arm. */
+	t->last_piece_us = gw_now_us();
+	if (!t->idle_armed) {
+		t->idle_armed = true;
+		arm(t->timer, t->cfg->idle_timeout);
+	}
 	if (!t->cbs.on_piece(t->arg, kind, d, dl) && !t->paused && t->ws) {
 		t->paused = true;
 		ws_pause(t->ws, true);
@@ -578,6 +586,16 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct turn *t = arg;
+	if (t->idle_armed) {
+		uint64_t idle_us = (uint64_t)t->cfg->idle_timeout * 1000000u;
+		uint64_t since = gw_now_us() - t->last_piece_us;
+		if (since < idle_us) {
+			uint64_t left = idle_us - since;
+			struct timeval tv = { (time_t)(left / 1000000u), (suseconds_t)(left % 1000000u) };
+			evtimer_add(t->timer, &tv);
+			return;
+		}
+	}
 	enter(t);
 	if (t->got_piece)
 		turn_fail(t, 504, "timeout", "upstream_idle", "The upstream stopped sending the reply (idle %ld s).",
