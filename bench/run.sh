@@ -23,7 +23,7 @@ T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 PIDS=()
 KEY=bench-key-1
-GW_BIN=$ROOT/build/enginelabs-2api
+GW_BIN=${GW_BIN:-$ROOT/build/enginelabs-2api}
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
