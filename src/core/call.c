@@ -215,7 +215,8 @@ static bool should_retry(struct call *c, const struct chat_error *e)
 		return false;
 	if (e->status == 502 || e->status == 504)
 		return true;
-	return e->code && (strcmp(e->code, "upstream_quota") == 0 || strcmp(e->code, "account_signed_out") == 0);
+	return e->code && (strcmp(e->code, "upstream_quota") == 0 || strcmp(e->code, "account_signed_out") == 0 ||
+			   strcmp(e->code, "local_resources") == 0);
 }
 
 static void schedule_retry(struct call *c, const struct chat_error *e)

@@ -10,10 +10,12 @@
 #include "net/httpc_internal.h"
 #include "util/buf.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define HTTPC_CONNECT_TIMEOUT_MS 10000L
 #define HTTPC_CALL_TIMEOUT_MS 30000L
@@ -339,9 +341,28 @@ enum gw_err httpc__setup_easy(struct httpc *h, CURL *e)
 	return GW_OK;
 }
 
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	GW_UNUSED(purpose);
+	struct httpc_owner *o = arg;
+	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd == CURL_SOCKET_BAD)
+		o->sock_errno = errno;
+	return fd;
+}
+
+bool httpc__local_failure(const struct httpc_owner *o)
+{
+	int e = o->sock_errno;
+	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
 enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner)
 {
-	if (curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)owner))
+	owner->sock_errno = 0;
+	if (curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)owner) ||
+	    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) ||
+	    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, owner))
 		return GW_ECONFIG;
 	CURLMcode rc = curl_multi_add_handle(h->multi, e);
 	if (rc == CURLM_OUT_OF_MEMORY)
@@ -526,6 +547,9 @@ static void fill_error(struct httpc_call *c, CURLcode res, struct httpc_resp *r)
 		r->err = GW_ETIMEOUT;
 	} else if (res == CURLE_OUT_OF_MEMORY) {
 		r->err = GW_ENOMEM;
+	} else if (httpc__local_failure(&c->owner)) {
+		r->err = GW_ENOMEM;
+		r->error = "no descriptor or memory for a socket here (not an upstream fault)";
 	} else {
 		r->err = GW_EIO;
 	}

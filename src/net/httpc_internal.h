@@ -17,7 +17,13 @@ struct httpc_owner {
 	 * the handle is then failed from the loop with CURLE_OUT_OF_MEMORY. */
 	bool doomed;
 	struct httpc_owner *next_doomed;
+	/* errno of a socket() that failed for this handle: tells the gateway's
+	 * own shortage (EMFILE, ...) from an upstream that cannot be reached. */
+	int sock_errno;
 };
+
+/* The handle failed for want of a descriptor or memory here, not upstream. */
+bool httpc__local_failure(const struct httpc_owner *o);
 
 struct event_base *httpc__base(struct httpc *h);
 const char *httpc__user_agent(const struct httpc *h);

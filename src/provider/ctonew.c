@@ -131,6 +131,8 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
 	struct chat_error e;
 	va_list ap;
 	chat_error_set(&e, status, type, code, "%s", "");
+	if (status == 503)
+		e.retry_after = 1;
 	va_start(ap, fmt);
 	vsnprintf(e.message, sizeof(e.message), fmt, ap);
 	va_end(ap);
@@ -138,8 +140,20 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
 	turn_end(t, &e);
 }
 
+/* The gateway itself ran out of descriptors or memory: not the upstream's
+ * fault nor the account's (the breaker must not count it), and soon over. */
+static void fail_local(struct turn *t, const char *what)
+{
+	turn_fail(t, 503, "unavailable", "local_resources",
+		  "The gateway is out of descriptors or memory (%s); retry shortly.", what);
+}
+
 static void fail_resp(struct turn *t, const char *what, const struct httpc_resp *r)
 {
+	if (r->err == GW_ENOMEM) {
+		fail_local(t, what);
+		return;
+	}
 	if (r->err != GW_OK) {
 		turn_fail(t, r->err == GW_ETIMEOUT ? 504 : 502, r->err == GW_ETIMEOUT ? "timeout" : "upstream_error",
 			  "upstream_unreachable", "The upstream could not be reached (%s): %s", what, r->error);
@@ -440,6 +454,8 @@ static void ws_on_close(void *arg, enum gw_err err, int code, int http_status)
 	if (!t->accepted && (err == GW_EAUTH || http_status == 401) && !t->forced) {
 		struct httpc_resp fake = { .err = GW_OK, .status = 401 };
 		retry_auth(t, &fake);
+	} else if (!t->accepted && err == GW_ENOMEM) {
+		fail_local(t, "the reply stream");
 	} else if (!t->accepted && http_status) {
 		turn_fail(t, 502, "upstream_error", "upstream_stream", "The upstream refused the reply stream (HTTP %d).",
 			  http_status);

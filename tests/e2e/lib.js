@@ -84,7 +84,7 @@ class Gateway {
 
 // Starts the gateway pointed at sim. env adds or overrides settings. The
 // working directory is a fresh temporary folder: no .env, its own SQLite.
-async function startGateway(sim, { env = {}, key = 'sk-test-key-1', port, dir } = {}) {
+async function startGateway(sim, { env = {}, key = 'sk-test-key-1', port, dir, prefix = [] } = {}) {
   port = port || await freePort();
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'el2a-gw-'));
   const logFile = path.join(LOG_DIR, `gateway-${process.pid}-${++gwCount}.log`);
@@ -106,7 +106,9 @@ async function startGateway(sim, { env = {}, key = 'sk-test-key-1', port, dir } 
     ACCOUNT_CONCURRENCY: '100000', // the simulator's task limit is off unless a test sets it
     ...env,
   };
-  const proc = track(spawn(GW_BIN, [], { cwd: dir, env: fullEnv, stdio: ['ignore', out, out] }));
+  // prefix runs the gateway under another command (e.g. prlimit).
+  const argv = [...prefix, GW_BIN];
+  const proc = track(spawn(argv[0], argv.slice(1), { cwd: dir, env: fullEnv, stdio: ['ignore', out, out] }));
   fs.closeSync(out);
   const gw = new Gateway(proc, port, dir, logFile, key);
   let exited = null;
