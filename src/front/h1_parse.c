@@ -220,7 +220,7 @@ const char *h1_head_get(const struct h1_head *h, const char *name)
 	return NULL;
 }
 
-enum { C_SIZE0, C_SIZE, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TLINE, C_TLINE_LF, C_END_LF };
+enum { C_SIZE0, C_SIZE, C_BWS, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TLINE, C_TLINE_LF, C_END_LF };
 
 static int hexval(char c)
 {
@@ -246,8 +246,10 @@ static enum h1_chunk_rc meta_byte(struct h1_chunked *c, char ch)
 			c->state = C_SIZE;
 		} else if (c->state == C_SIZE0) {
 			return H1_CHUNK_BAD;
-		} else if (ch == ';' || ch == ' ' || ch == '\t') {
+		} else if (ch == ';') {
 			c->state = C_EXT;
+		} else if (ch == ' ' || ch == '\t') {
+			c->state = C_BWS;
 		} else if (ch == '\r') {
 			c->state = C_SIZE_LF;
 		} else if (ch == '\n') {
@@ -255,6 +257,16 @@ static enum h1_chunk_rc meta_byte(struct h1_chunked *c, char ch)
 		} else {
 			return H1_CHUNK_BAD;
 		}
+		return H1_CHUNK_MORE;
+	case C_BWS: /* blanks after the size: only before an extension or the line end */
+		if (ch == ';')
+			c->state = C_EXT;
+		else if (ch == '\r')
+			c->state = C_SIZE_LF;
+		else if (ch == '\n')
+			c->state = c->left ? C_DATA : C_TRAILER;
+		else if (ch != ' ' && ch != '\t')
+			return H1_CHUNK_BAD;
 		return H1_CHUNK_MORE;
 	case C_EXT:
 		if (ch == '\n')

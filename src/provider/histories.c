@@ -6,28 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Reads exactly k digits. */
-static bool digits(const char **p, const char *end, int k, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < k; i++) {
-		if (*p >= end || **p < '0' || **p > '9')
-			return false;
-		v = v * 10 + (*(*p)++ - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool expect(const char **p, const char *end, char c)
-{
-	if (*p < end && **p == c) {
-		(*p)++;
-		return true;
-	}
-	return false;
-}
-
 /* Stricter than parse_engine.c's reader of retry times (seconds and a zone
  * are required): a time here decides whether a chat is deleted, so only
  * the shape the upstream sends is taken, anything else is "unknown". */
@@ -35,23 +13,23 @@ bool histories_parse_time(const char *s, size_t n, int64_t *out)
 {
 	const char *p = s, *end = s + n;
 	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-	if (!digits(&p, end, 4, &y) || !expect(&p, end, '-') || !digits(&p, end, 2, &mo) ||
-	    !expect(&p, end, '-') || !digits(&p, end, 2, &d) || !expect(&p, end, 'T') ||
-	    !digits(&p, end, 2, &h) || !expect(&p, end, ':') || !digits(&p, end, 2, &mi) ||
-	    !expect(&p, end, ':') || !digits(&p, end, 2, &sec))
+	if (!parse_digits(&p, end, 4, &y) || !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &mo) ||
+	    !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &d) || !parse_expect(&p, end, 'T') ||
+	    !parse_digits(&p, end, 2, &h) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mi) ||
+	    !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &sec))
 		return false;
-	if (expect(&p, end, '.')) {
+	if (parse_expect(&p, end, '.')) {
 		const char *f = p;
 		while (p < end && *p >= '0' && *p <= '9' && p - f < 9)
 			p++;
 		if (p == f)
 			return false;
 	}
-	if (expect(&p, end, 'Z')) {
+	if (parse_expect(&p, end, 'Z')) {
 		sign = 0;
 	} else if (p < end && (*p == '+' || *p == '-')) {
 		sign = *p++ == '-' ? -1 : 1;
-		if (!digits(&p, end, 2, &oh) || !expect(&p, end, ':') || !digits(&p, end, 2, &om))
+		if (!parse_digits(&p, end, 2, &oh) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &om))
 			return false;
 	} else {
 		return false;

@@ -31,28 +31,6 @@ enum gw_err engine_parse_project(const char *body, size_t n, struct engine_proje
 
 /* ---- billing --------------------------------------------------------- */
 
-/* Reads exactly k digits. */
-static bool digits(const char **p, const char *end, int k, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < k; i++) {
-		if (*p >= end || **p < '0' || **p > '9')
-			return false;
-		v = v * 10 + (*(*p)++ - '0');
-	}
-	*out = v;
-	return true;
-}
-
-static bool expect(const char **p, const char *end, char c)
-{
-	if (*p < end && **p == c) {
-		(*p)++;
-		return true;
-	}
-	return false;
-}
-
 /* "Z", "+HH:MM", "+HHMM" or "+HH" (and '-'); seconds east of UTC. */
 static bool parse_offset(const char *p, const char *end, int *off)
 {
@@ -63,11 +41,11 @@ static bool parse_offset(const char *p, const char *end, int *off)
 	if (p >= end || (*p != '+' && *p != '-'))
 		return false;
 	int sign = *p++ == '-' ? -1 : 1;
-	if (!digits(&p, end, 2, &hh))
+	if (!parse_digits(&p, end, 2, &hh))
 		return false;
 	if (p < end) {
-		expect(&p, end, ':');
-		if (!digits(&p, end, 2, &mm))
+		parse_expect(&p, end, ':');
+		if (!parse_digits(&p, end, 2, &mm))
 			return false;
 	}
 	if (p != end || hh > 23 || mm > 59)
@@ -83,17 +61,17 @@ static bool parse_iso8601(const char *s, size_t n, int64_t *out)
 	const char *p = s, *end = s + n;
 	struct tm tm = { 0 };
 	int y, mo, d, h, mi, sec = 0, off;
-	if (!digits(&p, end, 4, &y) || !expect(&p, end, '-') || !digits(&p, end, 2, &mo) ||
-	    !expect(&p, end, '-') || !digits(&p, end, 2, &d))
+	if (!parse_digits(&p, end, 4, &y) || !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &mo) ||
+	    !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &d))
 		return false;
-	if (!(expect(&p, end, 'T') || expect(&p, end, 't') || expect(&p, end, ' ')))
+	if (!(parse_expect(&p, end, 'T') || parse_expect(&p, end, 't') || parse_expect(&p, end, ' ')))
 		return false;
-	if (!digits(&p, end, 2, &h) || !expect(&p, end, ':') || !digits(&p, end, 2, &mi))
+	if (!parse_digits(&p, end, 2, &h) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mi))
 		return false;
-	if (expect(&p, end, ':')) {
-		if (!digits(&p, end, 2, &sec))
+	if (parse_expect(&p, end, ':')) {
+		if (!parse_digits(&p, end, 2, &sec))
 			return false;
-		if (expect(&p, end, '.') || expect(&p, end, ',')) {
+		if (parse_expect(&p, end, '.') || parse_expect(&p, end, ',')) {
 			const char *f = p;
 			while (p < end && *p >= '0' && *p <= '9')
 				p++;

@@ -37,3 +37,24 @@ bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absen
 	memcpy(dst, s, n + 1);
 	return true;
 }
+
+bool parse_digits(const char **p, const char *end, int k, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < k; i++) {
+		if (*p >= end || **p < '0' || **p > '9')
+			return false;
+		v = v * 10 + (*(*p)++ - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool parse_expect(const char **p, const char *end, char c)
+{
+	if (*p < end && **p == c) {
+		(*p)++;
+		return true;
+	}
+	return false;
+}

@@ -180,7 +180,7 @@ static void test_chunked_refusals(void **state)
 {
 	(void)state;
 	static const char *bad[] = {
-		"x\r\n", "5\r\nhelloX\r\n", "\r\n", "5\rX", "0\r\n\r\r", "0\r\nT: v\rX", "fffffffffffffffffff\r\n",
+		"x\r\n", "5\r\nhelloX\r\n", "\r\n", "5\rX", "0\r\n\r\r", "0\r\nT: v\rX", "fffffffffffffffffff\r\n", "5 x\r\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct buf out;
