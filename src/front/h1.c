@@ -575,7 +575,7 @@ static void accept_retry(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct h1_server *s = arg;
-	if (!s->stopped)
+	if (!s->stopped && s->lis)
 		evconnlistener_enable(s->lis);
 }
 
@@ -623,8 +623,13 @@ void h1_server_set_limits(struct h1_server *s, const struct h1_limits *lim)
 void h1_server_stop(struct h1_server *s)
 {
 	s->stopped = true;
+	/* Closed, not paused: new connections are refused at once (a load
+	 * balancer or client retries elsewhere) instead of waiting in the
+	 * backlog until exit. */
 	if (s->lis)
-		evconnlistener_disable(s->lis);
+		evconnlistener_free(s->lis);
+	s->lis = NULL;
+	evtimer_del(s->accept_retry);
 	for (struct h1_conn *c = s->conns; c; c = c->next)
 		c->close_after = true;
 }

@@ -34,7 +34,8 @@ struct h1_limits {
 struct h1_server *h1_server_new(struct event_base *base, int fd, const struct h1_limits *lim,
 				h1_handler cb, void *arg);
 void h1_server_set_limits(struct h1_server *s, const struct h1_limits *lim);
-/* Stops accepting; open connections close after their current reply. */
+/* Closes the listening socket; open connections close after their current
+ * reply. */
 void h1_server_stop(struct h1_server *s);
 /* Closes every connection (close and done callbacks run) and the listener. */
 void h1_server_free(struct h1_server *s);

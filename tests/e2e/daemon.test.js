@@ -54,6 +54,53 @@ test('SIGTERM lets a live stream finish, then exits 0', async () => {
   assert.equal(exit.code, 0);
 });
 
+// One request on an open connection; resolves with the raw response text
+// once the gateway closes the connection or a full response is in.
+function requestOn(sock, text) {
+  return new Promise((resolve) => {
+    let buf = '';
+    const done = () => { sock.removeAllListeners('data'); resolve(buf); };
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const he = buf.indexOf('\r\n\r\n');
+      const m = /content-length: (\d+)/i.exec(buf);
+      if (he >= 0 && m && buf.length >= he + 4 + Number(m[1])) done();
+    });
+    sock.once('close', done);
+    sock.write(text);
+  });
+}
+
+test('during the drain new connections are refused and a kept-alive one gets 503 shutting_down, then closes', async () => {
+  const net = require('node:net');
+  const gw = await startGateway(sim, { env: { SHUTDOWN_TIMEOUT: '20' } });
+  const kept = net.connect(gw.port, '127.0.0.1');
+  kept.on('error', () => {});
+  await new Promise((r) => kept.once('connect', r));
+  const auth = `Authorization: Bearer ${gw.key}\r\n`;
+  const first = await requestOn(kept, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${auth}\r\n`);
+  assert.match(first, /^HTTP\/1\.1 200 /);
+  const stream = await gw.client().chat.completions.create({ model: 'gpt-5.4', stream: true,
+    messages: [{ role: 'user', content: '[pieces=20] [slow=100] keep the drain open' }] });
+  const reading = collectStream(stream);
+  await waitFor(async () => (await sim.stats()).wsOpen > 0, { what: 'the stream to start' });
+  gw.proc.kill('SIGTERM');
+  const refused = () => new Promise((resolve) => {
+    const s = net.connect(gw.port, '127.0.0.1');
+    s.once('error', (e) => resolve(e.code === 'ECONNREFUSED'));
+    s.once('connect', () => { s.destroy(); resolve(false); });
+  });
+  await waitFor(refused, { timeoutMs: 5000, what: 'new connections to be refused' });
+  const second = await requestOn(kept, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${auth}\r\n`);
+  assert.match(second, /^HTTP\/1\.1 503 /);
+  assert.match(second, /\r\nConnection: close\r\n/i);
+  assert.equal(JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)).error.code, 'shutting_down');
+  await waitFor(() => kept.destroyed || kept.readyState === 'closed' || kept.readableEnded, { timeoutMs: 5000, what: 'the kept-alive connection to close' });
+  const got = await reading;
+  assert.equal(got.content, Array.from({ length: 20 }, (_, i) => `w${i + 1}`).join(' '));
+  assert.equal((await gw.exited).code, 0);
+});
+
 test('a stream still open at the drain deadline ends with an error event and [DONE]; exit 0', async () => {
   const gw = await startGateway(sim, { env: { SHUTDOWN_TIMEOUT: '1' } });
   const res = await gw.fetch('/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' },
