@@ -60,6 +60,7 @@ function requestOn(sock, text) {
   return new Promise((resolve) => {
     let buf = '';
     const done = () => { sock.removeAllListeners('data'); resolve(buf); };
+    if (sock.destroyed) return done();
     sock.on('data', (d) => {
       buf += d.toString('latin1');
       const he = buf.indexOf('\r\n\r\n');
@@ -71,7 +72,7 @@ function requestOn(sock, text) {
   });
 }
 
-test('during the drain new connections are refused and a kept-alive one gets 503 shutting_down, then closes', async () => {
+test('during the drain new connections are refused and a kept-alive one gets 503 shutting_down, then closes', { timeout: 60000 }, async () => {
   const net = require('node:net');
   const gw = await startGateway(sim, { env: { SHUTDOWN_TIMEOUT: '20' } });
   const kept = net.connect(gw.port, '127.0.0.1');
@@ -81,23 +82,25 @@ test('during the drain new connections are refused and a kept-alive one gets 503
   const first = await requestOn(kept, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${auth}\r\n`);
   assert.match(first, /^HTTP\/1\.1 200 /);
   const stream = await gw.client().chat.completions.create({ model: 'gpt-5.4', stream: true,
-    messages: [{ role: 'user', content: '[pieces=20] [slow=100] keep the drain open' }] });
+    messages: [{ role: 'user', content: '[pieces=60] [slow=100] keep the drain open' }] });
   const reading = collectStream(stream);
   await waitFor(async () => (await sim.stats()).wsOpen > 0, { what: 'the stream to start' });
   gw.proc.kill('SIGTERM');
   const refused = () => new Promise((resolve) => {
     const s = net.connect(gw.port, '127.0.0.1');
-    s.once('error', (e) => resolve(e.code === 'ECONNREFUSED'));
-    s.once('connect', () => { s.destroy(); resolve(false); });
+    const timer = setTimeout(() => { s.destroy(); resolve(false); }, 1000);
+    s.once('error', (e) => { clearTimeout(timer); resolve(e.code === 'ECONNREFUSED'); });
+    s.once('connect', () => { clearTimeout(timer); s.destroy(); resolve(false); });
   });
   await waitFor(refused, { timeoutMs: 5000, what: 'new connections to be refused' });
+  assert.equal(gw.proc.exitCode, null, 'refused while still draining, not because the process is gone');
   const second = await requestOn(kept, `GET /v1/models HTTP/1.1\r\nHost: x\r\n${auth}\r\n`);
   assert.match(second, /^HTTP\/1\.1 503 /);
   assert.match(second, /\r\nConnection: close\r\n/i);
   assert.equal(JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4)).error.code, 'shutting_down');
   await waitFor(() => kept.destroyed || kept.readyState === 'closed' || kept.readableEnded, { timeoutMs: 5000, what: 'the kept-alive connection to close' });
   const got = await reading;
-  assert.equal(got.content, Array.from({ length: 20 }, (_, i) => `w${i + 1}`).join(' '));
+  assert.equal(got.content, Array.from({ length: 60 }, (_, i) => `w${i + 1}`).join(' '));
   assert.equal((await gw.exited).code, 0);
 });
 
