@@ -210,10 +210,7 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	struct chat_http *ch = gw_calloc(1, sizeof(*ch));
 	if (!ch) {
 		chat_req_free(creq);
-		struct chat_error e;
-		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of memory; retry shortly.");
-		e.retry_after = 1;
-		server_reply_error(req, ctx, &e);
+		server_reply_unavailable(req, ctx, "memory");
 		req_ctx_free(ctx);
 		return;
 	}
@@ -239,9 +236,7 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	else
 		chat_req_free(creq);
 	if (err != GW_OK) {
-		struct chat_error e;
-		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of resources; retry shortly.");
-		server_reply_error(req, ctx, &e);
+		server_reply_unavailable(req, ctx, "resources");
 		ch_free(ch);
 		return;
 	}

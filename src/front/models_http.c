@@ -96,10 +96,7 @@ static void start(struct h1_req *req, struct req_ctx *ctx, const char *id)
 	struct models_req *mr = gw_calloc(1, sizeof(*mr));
 	if (!mr || waiter_init(&mr->wt, ctx->w->base, on_wait, mr) != GW_OK) {
 		gw_free(mr);
-		struct chat_error e;
-		chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of memory; retry shortly.");
-		e.retry_after = 1;
-		server_reply_error(req, ctx, &e);
+		server_reply_unavailable(req, ctx, "memory");
 		req_ctx_free(ctx);
 		return;
 	}

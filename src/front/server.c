@@ -72,6 +72,14 @@ static void reply_oom(struct h1_req *req)
 	h1_reply(req, 503, oom_body, sizeof(oom_body) - 1);
 }
 
+void server_reply_unavailable(struct h1_req *req, const struct req_ctx *ctx, const char *what)
+{
+	struct chat_error e;
+	chat_error_set(&e, 503, "unavailable", NULL, "The gateway is out of %s; retry shortly.", what);
+	e.retry_after = 1;
+	server_reply_error(req, ctx, &e);
+}
+
 void server_reply_error(struct h1_req *req, const struct req_ctx *ctx, const struct chat_error *e)
 {
 	struct buf b;

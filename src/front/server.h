@@ -36,6 +36,8 @@ void server_reply_json(struct h1_req *req, const struct req_ctx *ctx, int status
 		       const char *body, size_t len);
 /* Sends an OpenAI-shaped error reply with the matching status. */
 void server_reply_error(struct h1_req *req, const struct req_ctx *ctx, const struct chat_error *e);
+/* 503 with Retry-After: the gateway is out of `what` ("memory", ...). */
+void server_reply_unavailable(struct h1_req *req, const struct req_ctx *ctx, const char *what);
 
 void req_ctx_free(struct req_ctx *ctx);
 
