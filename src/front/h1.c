@@ -19,7 +19,6 @@
 #define H1_LINGER_S 2          /* a closing connection reads what is left this long */
 #define H1_ACCEPT_RETRY_MS 500
 #define H1_HDR_MAX 8192        /* response headers */
-#define H1_SMALL_CHUNK 4096    /* chunks up to this size are framed in one copy */
 #define H1_PIPELINE_MAX 65536  /* input held while a request is served */
 
 enum conn_state {
@@ -534,15 +533,22 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 		evbuffer_add(out, p, n);
 		return;
 	}
-	char small[H1_SMALL_CHUNK + 32];
-	int hl = snprintf(small, 32, "%zx\r\n", n);
-	if (n <= H1_SMALL_CHUNK) {
-		memcpy(small + hl, p, n);
-		memcpy(small + hl + n, "\r\n", 2);
-		evbuffer_add(out, small, (size_t)hl + n + 2);
-		return;
+	/* Size line, data and CRLF written straight into the output buffer:
+	 * one copy per piece. */
+	char hex[24];
+	int hl = snprintf(hex, sizeof(hex), "%zx\r\n", n);
+	size_t need = (size_t)hl + n + 2;
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) == 1 && v.iov_len >= need) {
+		char *d = v.iov_base;
+		memcpy(d, hex, (size_t)hl);
+		memcpy(d + hl, p, n);
+		memcpy(d + hl + n, "\r\n", 2);
+		v.iov_len = need;
+		if (evbuffer_commit_space(out, &v, 1) == 0)
+			return;
 	}
-	evbuffer_add(out, small, (size_t)hl);
+	evbuffer_add(out, hex, (size_t)hl);
 	evbuffer_add(out, p, n);
 	evbuffer_add(out, "\r\n", 2);
 }
