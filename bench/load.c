@@ -1363,8 +1363,16 @@ static void up_ws_open(struct req *r);
 static void up_offers(struct req *r);
 static void up_chat(struct req *r);
 
+/* The end of one REST call of r: drops the call's reference, and says
+ * whether r goes on (still live, and the status was the wanted one). */
 static bool up_rest_ok(struct req *r, bool ok, int want, const char *what)
 {
+	if (--r->refs == 0 && r->ended) {
+		req_free(r);
+		return false;
+	}
+	if (r->ended)
+		return false;
 	if (ok && r->status == want)
 		return true;
 	char why[200];
@@ -1378,12 +1386,6 @@ static void up_project_done(void *arg, struct hc *h, bool ok)
 {
 	(void)h;
 	struct req *r = arg;
-	if (--r->refs == 0 && r->ended) {
-		req_free(r);
-		return;
-	}
-	if (r->ended)
-		return;
 	if (!up_rest_ok(r, ok, 201, "create-hosted"))
 		return;
 	struct sbuf v = { 0 };
@@ -1515,12 +1517,6 @@ static void up_offers_done(void *arg, struct hc *h, bool ok)
 {
 	(void)h;
 	struct req *r = arg;
-	if (--r->refs == 0 && r->ended) {
-		req_free(r);
-		return;
-	}
-	if (r->ended)
-		return;
 	if (up_rest_ok(r, ok, 200, "offers"))
 		up_chat(r);
 }
@@ -1538,12 +1534,6 @@ static void up_chat_done(void *arg, struct hc *h, bool ok)
 {
 	(void)h;
 	struct req *r = arg;
-	if (--r->refs == 0 && r->ended) {
-		req_free(r);
-		return;
-	}
-	if (r->ended)
-		return;
 	if (!up_rest_ok(r, ok, 202, "chat"))
 		return;
 	r->accepted = true;
