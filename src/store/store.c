@@ -11,6 +11,12 @@
  * activated is removed from the caller's active queue by event_free() on the
  * caller's own thread before it can run.
  *
+ * A backend that never waits (memory) is not worth a thread hop: its ops run
+ * on the caller's thread, one at a time under s->exec_mu, and the delivery
+ * event is activated on the caller's own base, so the callback still runs on
+ * a later loop turn (never inside the call that submitted it) and no thread
+ * is woken. The store thread then only runs the periodic sweep.
+ *
  * Ownership: the store thread owns an op until it is DELIVERING, then the
  * delivery event (or a cancel) does. The store struct lives until it is
  * closed and the last op is released, so a late delivery after store_close
@@ -52,6 +58,7 @@ struct store {
 	struct event *sweep_ev;
 	pthread_t thread;
 	pthread_mutex_t mu;
+	pthread_mutex_t exec_mu;      /* inline backends: one op or sweep at a time */
 	struct store_op *head, *tail; /* queued, under mu */
 	size_t queued;
 	size_t live;   /* ops not yet released */
@@ -264,6 +271,7 @@ void store__time_shift(struct store *s, int64_t secs)
 static void store_destroy(struct store *s)
 {
 	pthread_mutex_destroy(&s->mu);
+	pthread_mutex_destroy(&s->exec_mu);
 	gw_free(s);
 }
 
@@ -318,8 +326,44 @@ static void op_discard(struct store_op *op)
 	gw_free(op);
 }
 
+static void op_exec(struct store *s, struct store_op *op)
+{
+	op->now = store_now(s);
+	if (op->kind == STORE_OP_SWEEP) {
+		if (s->be_ops->sweep)
+			s->be_ops->sweep(s->be, op->now);
+		store__op_done(op);
+	} else {
+		s->be_ops->exec(s->be, op);
+	}
+}
+
+/* exec_mu is held from the stopping check to the end of the op, so the store
+ * thread cannot free the backend under it. */
+static enum gw_err op_run_inline(struct store *s, struct store_op *op, struct store_op **out)
+{
+	pthread_mutex_lock(&s->exec_mu);
+	pthread_mutex_lock(&s->mu);
+	bool stopping = s->stopping;
+	if (!stopping) {
+		op->state = STORE_OP_RUNNING;
+		s->live++;
+		if (out)
+			*out = op->ev ? op : NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!stopping)
+		op_exec(s, op);
+	pthread_mutex_unlock(&s->exec_mu);
+	if (stopping)
+		op_discard(op);
+	return stopping ? GW_EIO : GW_OK;
+}
+
 static enum gw_err op_submit(struct store *s, struct store_op *op, struct store_op **out)
 {
+	if (s->be_ops->inline_exec)
+		return op_run_inline(s, op, out);
 	pthread_mutex_lock(&s->mu);
 	enum gw_err err = s->stopping ? GW_EIO : s->queued >= STORE_QUEUE_MAX ? GW_ELIMIT : GW_OK;
 	if (!err) {
@@ -384,14 +428,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 			op_release(op);
 			continue;
 		}
-		op->now = store_now(s);
-		if (op->kind == STORE_OP_SWEEP) {
-			if (s->be_ops->sweep)
-				s->be_ops->sweep(s->be, op->now);
-			store__op_done(op);
-		} else {
-			s->be_ops->exec(s->be, op);
-		}
+		op_exec(s, op);
 	}
 	pthread_mutex_lock(&s->mu);
 	bool more = s->head != NULL;
@@ -407,8 +444,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	struct store *s = arg;
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
-	if (s->be_ops->sweep)
-		s->be_ops->sweep(s->be, store_now(s));
+	if (!s->be_ops->sweep)
+		return;
+	pthread_mutex_lock(&s->exec_mu);
+	s->be_ops->sweep(s->be, store_now(s));
+	pthread_mutex_unlock(&s->exec_mu);
 }
 
 static void sync_finish(struct store_op *op)
@@ -692,8 +732,10 @@ static void *store_main(void *arg)
 	struct store *s = arg;
 	if (event_base_loop(s->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0)
 		log_error(NULL, "store: event loop failed");
+	pthread_mutex_lock(&s->exec_mu);
 	s->be_ops->free(s->be);
 	s->be = NULL;
+	pthread_mutex_unlock(&s->exec_mu);
 	return NULL;
 }
 
@@ -769,6 +811,12 @@ static struct store *store_open_url(const struct store_url *u, const struct stor
 {
 	struct store *s = gw_calloc(1, sizeof(*s));
 	if (!s || pthread_mutex_init(&s->mu, NULL)) {
+		gw_free(s);
+		seterr(err, errlen, "store: out of memory");
+		return NULL;
+	}
+	if (pthread_mutex_init(&s->exec_mu, NULL)) {
+		pthread_mutex_destroy(&s->mu);
 		gw_free(s);
 		seterr(err, errlen, "store: out of memory");
 		return NULL;

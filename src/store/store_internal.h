@@ -92,7 +92,8 @@ static inline bool store__op_is_write(const struct store_op *op)
 	return op->kind == STORE_OP_CONV_PUT || op->kind == STORE_OP_KV_PUT;
 }
 
-/* Called by the backend on the store thread, exactly once per exec'd op. */
+/* Called by the backend, exactly once per exec'd op: on the store thread, or
+ * on the caller's for an inline backend. */
 void store__op_done(struct store_op *op);
 
 /* Sets op->rval to a copy of p (n bytes) and op->found; GW_ENOMEM in op->err
@@ -110,6 +111,9 @@ struct store_backend {
 	void (*sweep)(void *be, int64_t now);
 	/* Ops exec'd but not done yet (async backends); NULL means 0. */
 	size_t (*busy)(void *be);
+	/* exec finishes every op before it returns and never blocks: ops then
+	 * run on the callers' threads (serialised), not the store thread. */
+	bool inline_exec;
 	/* On the store thread after the last op; must free every event it made. */
 	void (*free)(void *be);
 };
