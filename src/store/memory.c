@@ -2,7 +2,9 @@
  *
  * Two chained hash tables (conversations, kv), each with an LRU list: the
  * list head is the most recently used item, the tail the next one evicted
- * beyond max_entries. Used only on the store thread, so no locking. */
+ * beyond max_entries. Every op finishes at once, so ops run inline on the
+ * callers' threads; store.c serialises them and the sweep, so no locking
+ * here. */
 #include "store/store_internal.h"
 
 #include <stdio.h>
@@ -12,16 +14,19 @@ struct mem_link {
 	struct mem_link *prev, *next;
 };
 
+/* Kept small: a store holds one conversation and one kv item per upstream
+ * chat, up to max_entries of each. A conversation's strings are packed into
+ * val ("chat\0workspace\0account\0model\0"), not kept in a conv_entry's
+ * fixed fields (400 bytes). */
 struct mem_item {
 	struct mem_link lru;    /* LRU list, head = newest */
 	struct mem_item *hnext; /* hash chain */
 	uint64_t hash;
-	int64_t used;    /* last get or put (TTL of conversations) */
-	int64_t expires; /* kv only, 0 = never */
-	struct conv_entry e;
-	char *val;
-	size_t vlen;
-	size_t klen;
+	int64_t used;  /* last get or put: a conversation's last_used and TTL */
+	int64_t stamp; /* kv: expiry, 0 = never; conversation: created */
+	char *val;     /* kv: the value (+NUL); conversation: packed strings */
+	uint32_t vlen;
+	uint32_t klen;
 	uint8_t key[]; /* klen bytes */
 };
 
@@ -138,7 +143,7 @@ static struct mem_item *tbl_add(struct mem_table *t, const void *key, size_t kle
 	if (!it)
 		return NULL;
 	memcpy(it->key, key, klen);
-	it->klen = klen;
+	it->klen = (uint32_t)klen;
 	it->hash = fnv1a(key, klen);
 	if (t->count >= t->nslots && t->nslots < (SIZE_MAX / 2) / sizeof(*t->slots))
 		tbl_grow(t);
@@ -167,7 +172,47 @@ static bool conv_expired(const struct mem *m, const struct mem_item *it, int64_t
 
 static bool kv_expired(const struct mem_item *it, int64_t now)
 {
-	return it->expires != 0 && now >= it->expires;
+	return it->stamp != 0 && now >= it->stamp;
+}
+
+static const struct {
+	size_t off, size;
+} conv_fields[] = {
+	{ offsetof(struct conv_entry, chat_id), sizeof(((struct conv_entry *)0)->chat_id) },
+	{ offsetof(struct conv_entry, workspace_id), sizeof(((struct conv_entry *)0)->workspace_id) },
+	{ offsetof(struct conv_entry, account), sizeof(((struct conv_entry *)0)->account) },
+	{ offsetof(struct conv_entry, model), sizeof(((struct conv_entry *)0)->model) },
+};
+
+/* The fields are NUL-terminated inside their arrays (store_conv_put checks). */
+static char *conv_pack(const struct conv_entry *e, uint32_t *len)
+{
+	size_t n = 0, l[GW_ARRAY_LEN(conv_fields)];
+	for (size_t i = 0; i < GW_ARRAY_LEN(conv_fields); i++)
+		n += (l[i] = strnlen((const char *)e + conv_fields[i].off, conv_fields[i].size - 1)) + 1;
+	char *p = gw_malloc(n), *q = p;
+	if (!p)
+		return NULL;
+	for (size_t i = 0; i < GW_ARRAY_LEN(conv_fields); i++) {
+		memcpy(q, (const char *)e + conv_fields[i].off, l[i]);
+		q[l[i]] = '\0';
+		q += l[i] + 1;
+	}
+	*len = (uint32_t)n;
+	return p;
+}
+
+static void conv_unpack(const struct mem_item *it, struct conv_entry *e)
+{
+	const char *q = it->val;
+	memset(e, 0, sizeof(*e));
+	for (size_t i = 0; i < GW_ARRAY_LEN(conv_fields); i++) {
+		size_t l = strlen(q);
+		memcpy((char *)e + conv_fields[i].off, q, l + 1);
+		q += l + 1;
+	}
+	e->created = it->stamp;
+	e->last_used = it->used;
 }
 
 static void conv_get(struct mem *m, struct store_op *op)
@@ -179,23 +224,29 @@ static void conv_get(struct mem *m, struct store_op *op)
 	}
 	if (it) {
 		tbl_touch(&m->conv, it, op->now);
-		it->e.last_used = op->now;
-		op->res = it->e;
+		conv_unpack(it, &op->res);
 		op->found = true;
 	}
 }
 
 static void conv_put(struct mem *m, struct store_op *op)
 {
-	struct mem_item *it = tbl_find(&m->conv, op->key, STORE_KEY_LEN);
-	if (!it && !(it = tbl_add(&m->conv, op->key, STORE_KEY_LEN))) {
+	uint32_t vlen;
+	char *val = conv_pack(&op->entry, &vlen);
+	if (!val) {
 		op->err = GW_ENOMEM;
 		return;
 	}
-	it->e = op->entry;
-	if (it->e.created == 0)
-		it->e.created = op->now;
-	it->e.last_used = op->now;
+	struct mem_item *it = tbl_find(&m->conv, op->key, STORE_KEY_LEN);
+	if (!it && !(it = tbl_add(&m->conv, op->key, STORE_KEY_LEN))) {
+		gw_free(val);
+		op->err = GW_ENOMEM;
+		return;
+	}
+	gw_free(it->val);
+	it->val = val;
+	it->vlen = vlen;
+	it->stamp = op->entry.created ? op->entry.created : op->now;
 	tbl_touch(&m->conv, it, op->now);
 }
 
@@ -232,8 +283,8 @@ static void kv_put(struct mem *m, struct store_op *op)
 		explicit_bzero(it->val, it->vlen);
 	gw_free(it->val);
 	it->val = val;
-	it->vlen = op->vlen;
-	it->expires = op->ttl_s ? op->now + op->ttl_s : 0;
+	it->vlen = (uint32_t)op->vlen;
+	it->stamp = op->ttl_s ? op->now + op->ttl_s : 0;
 	tbl_touch(&m->kv, it, op->now);
 }
 
@@ -302,5 +353,6 @@ const struct store_backend store__memory = {
 	.open = mem_open,
 	.exec = mem_exec,
 	.sweep = mem_sweep,
+	.inline_exec = true,
 	.free = mem_free,
 };
