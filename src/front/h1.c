@@ -54,7 +54,7 @@ struct h1_conn {
 struct h1_req {
 	struct h1_conn *c;
 	struct h1_head head;
-	char *headbuf;
+	char *headbuf;          /* header entries, then the head (read_head) */
 	struct buf body;
 	struct h1_chunked ck;
 	struct evbuffer *chunks; /* chunked body data so far */
@@ -258,18 +258,21 @@ static enum gw_err read_head(struct h1_conn *c)
 			refuse(c, 431, "the request head is larger than MAX_HEADER_BYTES");
 		return GW_EAGAIN;
 	}
+	/* One block: the header entries, then the head's bytes they point into. */
+	size_t slots = h1_head_slots(p, end), hsize = slots * sizeof(struct h1_header);
 	struct h1_req *r = req_new(c);
-	if (!r || !(r->headbuf = gw_malloc(end + 1))) {
+	if (!r || !(r->headbuf = gw_malloc(hsize + end + 1))) {
 		if (r)
 			req_free(r);
 		refuse(c, 503, "out of memory");
 		return GW_ENOMEM;
 	}
 	c->req = r;
-	evbuffer_remove(in, r->headbuf, end);
-	r->headbuf[end] = '\0';
+	char *head = r->headbuf + hsize;
+	evbuffer_remove(in, head, end);
+	head[end] = '\0';
 	const char *why;
-	int st = h1_parse_head(r->headbuf, end, &r->head, &why);
+	int st = h1_parse_head(head, end, &r->head, (struct h1_header *)(void *)r->headbuf, slots, &why);
 	if (st) {
 		refuse(c, st, why);
 		return GW_EINVAL;

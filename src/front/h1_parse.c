@@ -114,7 +114,7 @@ static int parse_header_line(char *line, struct h1_head *h, const char **why)
 	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
 		e--;
 	*e = '\0';
-	if (h->n_headers == H1_MAX_HEADERS)
+	if (h->n_headers == H1_MAX_HEADERS || h->n_headers == h->cap)
 		return *why = "too many headers", 431;
 	h->h[h->n_headers].name = line;
 	h->h[h->n_headers].value = v;
@@ -190,9 +190,20 @@ static int derive(struct h1_head *h, const char **why)
 	return 0;
 }
 
-int h1_parse_head(char *p, size_t len, struct h1_head *h, const char **why)
+size_t h1_head_slots(const char *p, size_t len)
+{
+	size_t n = 0;
+	for (const char *e = p + len; n < H1_MAX_HEADERS && (p = memchr(p, '\n', (size_t)(e - p))); p++)
+		n++;
+	return n;
+}
+
+int h1_parse_head(char *p, size_t len, struct h1_head *h, struct h1_header *hdrs, size_t cap,
+		  const char **why)
 {
 	memset(h, 0, sizeof(*h));
+	h->h = hdrs;
+	h->cap = cap;
 	*why = "";
 	char *end = p + len;
 	if (memchr(p, '\0', len))

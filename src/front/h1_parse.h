@@ -25,8 +25,9 @@ struct h1_head {
 	const char *method_s;
 	const char *target;      /* request-target as sent */
 	int minor;               /* HTTP/1.minor */
-	struct h1_header h[H1_MAX_HEADERS];
+	struct h1_header *h;     /* the caller's storage, n_headers used */
 	size_t n_headers;
+	size_t cap;              /* entries in h */
 	int64_t content_length;  /* -1 when absent */
 	bool chunked;
 	bool keep_alive;
@@ -38,9 +39,17 @@ struct h1_head {
  * previous call stopped looking, so a head trickling in is scanned once. */
 size_t h1_head_end(const char *p, size_t len, size_t *from);
 
-/* Parses a complete head in place (terminators become NULs). Returns 0, or
- * the HTTP status to refuse it with and a static reason in *why. */
-int h1_parse_head(char *p, size_t len, struct h1_head *h, const char **why);
+/* Parses a complete head in place (terminators become NULs) and its headers
+ * into hdrs (cap entries; h1_head_slots() of the head is always enough).
+ * Returns 0, or the HTTP status to refuse it with and a static reason in
+ * *why. */
+int h1_parse_head(char *p, size_t len, struct h1_head *h, struct h1_header *hdrs, size_t cap,
+		  const char **why);
+
+/* How many header entries the head p (len bytes) can need: its line count,
+ * at most H1_MAX_HEADERS (one more header is refused anyway). Lets a request
+ * hold exactly its headers instead of H1_MAX_HEADERS of them. */
+size_t h1_head_slots(const char *p, size_t len);
 
 /* The value of header name (case-insensitive), NULL when absent. */
 const char *h1_head_get(const struct h1_head *h, const char *name);

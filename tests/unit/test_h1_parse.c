@@ -18,7 +18,8 @@ static int parse(const char *s, struct h1_head *h, char *copy, size_t cap)
 	assert_true(n < cap);
 	memcpy(copy, s, n + 1);
 	const char *why;
-	return h1_parse_head(copy, n, h, &why);
+	static struct h1_header hdrs[H1_MAX_HEADERS];
+	return h1_parse_head(copy, n, h, hdrs, H1_MAX_HEADERS, &why);
 }
 
 static void test_head_end_across_reads(void **state)
@@ -111,7 +112,8 @@ static void test_refusals(void **state)
 	/* A NUL anywhere in the head. */
 	char nul[] = "GET /a HTTP/1.1\r\nHost: a\0b\r\n\r\n";
 	const char *why;
-	assert_int_equal(h1_parse_head(nul, sizeof(nul) - 1, &h, &why), 400);
+	struct h1_header hdrs[4];
+	assert_int_equal(h1_parse_head(nul, sizeof(nul) - 1, &h, hdrs, 4, &why), 400);
 }
 
 static void test_header_count_bound(void **state)
@@ -125,7 +127,10 @@ static void test_header_count_bound(void **state)
 	assert_int_equal(buf_adds(&b, "\r\n"), GW_OK);
 	struct h1_head h;
 	const char *why;
-	assert_int_equal(h1_parse_head(b.p, b.len, &h, &why), 431);
+	struct h1_header hdrs[H1_MAX_HEADERS];
+	size_t slots = h1_head_slots(b.p, b.len);
+	assert_int_equal(slots, H1_MAX_HEADERS);
+	assert_int_equal(h1_parse_head(b.p, b.len, &h, hdrs, slots, &why), 431);
 	buf_release(&b);
 }
 
