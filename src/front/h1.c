@@ -491,6 +491,7 @@ static void write_head(struct h1_req *r, int status, const char *framing)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	evbuffer_add(out, line, (size_t)n);
 	evbuffer_add(out, r->hdrs.p ? r->hdrs.p : "", r->hdrs.len);
+	buf_release(&r->hdrs); /* a stream's reply may last minutes */
 	evbuffer_add_printf(out, "%s%s\r\n", framing,
 			    c->close_after ? "Connection: close\r\n" : r->head.minor == 0 ? "Connection: keep-alive\r\n" : "");
 }
