@@ -472,6 +472,19 @@ static void conn_new(struct h1_server *s, evutil_socket_t fd)
 
 /* ---- replies ---- */
 
+/* "%zx\r\n" without printf (once per streamed piece); out holds 20 bytes. */
+static int chunk_size_line(char out[static 20], size_t n)
+{
+	char d[16], *q = d + sizeof(d);
+	do
+		*--q = "0123456789abcdef"[n & 15];
+	while (n >>= 4);
+	int len = (int)(d + sizeof(d) - q);
+	memcpy(out, q, (size_t)len);
+	memcpy(out + len, "\r\n", 2);
+	return len + 2;
+}
+
 void h1_add_header(struct h1_req *r, const char *name, const char *value)
 {
 	/* No header injection through a value. */
@@ -540,7 +553,7 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	/* Size line, data and CRLF written straight into the output buffer:
 	 * one copy per piece. */
 	char hex[24];
-	int hl = snprintf(hex, sizeof(hex), "%zx\r\n", n);
+	int hl = chunk_size_line(hex, n);
 	size_t need = (size_t)hl + n + 2;
 	struct evbuffer_iovec v;
 	if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) == 1 && v.iov_len >= need) {

@@ -471,8 +471,11 @@ static enum gw_err chunk_head(struct buf *b, const struct oai_stream *s)
 	if (!e)
 		e = add_qstr(b, s->id, strnlen(s->id, sizeof(s->id)));
 	if (!e)
-		e = buf_printf(b, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64
-			       ",\"model\":", s->created);
+		e = buf_adds(b, ",\"object\":\"chat.completion.chunk\",\"created\":");
+	if (!e)
+		e = buf_add_i64(b, s->created);
+	if (!e)
+		e = buf_adds(b, ",\"model\":");
 	if (!e)
 		e = add_qstr(b, s->model, strnlen(s->model, sizeof(s->model)));
 	if (!e)

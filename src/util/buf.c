@@ -20,6 +20,18 @@ void buf_release(struct buf *b)
 	b->len = b->cap = 0;
 }
 
+enum gw_err buf_add_i64(struct buf *b, int64_t v)
+{
+	char d[24], *e = d + sizeof(d), *q = e;
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	do
+		*--q = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--q = '-';
+	return buf_add(b, q, (size_t)(e - q));
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

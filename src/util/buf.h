@@ -24,6 +24,8 @@ enum gw_err buf_add(struct buf *b, const void *p, size_t n) GW_MUSTCHECK;
 enum gw_err buf_adds(struct buf *b, const char *s) GW_MUSTCHECK;
 enum gw_err buf_addc(struct buf *b, char c) GW_MUSTCHECK;
 enum gw_err buf_printf(struct buf *b, const char *fmt, ...) GW_PRINTF(2, 3) GW_MUSTCHECK;
+/* Decimal, without printf's format parsing (per streamed piece). */
+enum gw_err buf_add_i64(struct buf *b, int64_t v) GW_MUSTCHECK;
 
 /* Appends s as the body of a JSON string (no quotes), escaping as RFC 8259
  * requires. Invalid UTF-8 bytes become U+FFFD so the output is always valid. */

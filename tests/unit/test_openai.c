@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "front/openai.h"
+#include "util/buf.h"
+#include <inttypes.h>
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -839,10 +841,28 @@ static void test_tokens(void **state)
 	assert_int_equal(oai_prompt_tokens(NULL), 0);
 }
 
+/* The SSE chunk's "created" is written without printf; it must match it. */
+static void test_buf_add_i64(void **state)
+{
+	(void)state;
+	const int64_t v[] = { 0, 1, -1, 9, 10, 1764000000, -1764000000, INT64_MAX, INT64_MIN };
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct buf b;
+		char want[32];
+		buf_init(&b, 64);
+		assert_int_equal(buf_add_i64(&b, v[i]), GW_OK);
+		snprintf(want, sizeof(want), "%" PRId64, v[i]);
+		assert_int_equal(b.len, strlen(want));
+		assert_memory_equal(b.p, want, b.len);
+		buf_release(&b);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal),
+		cmocka_unit_test(test_buf_add_i64),
 		cmocka_unit_test(test_model_forms),
 		cmocka_unit_test(test_stream_flags),
 		cmocka_unit_test(test_n),
