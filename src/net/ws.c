@@ -1,4 +1,4 @@
-/* ws.c - WebSocket client: wslay framing over a curl CONNECT_ONLY
+/* ws.c - WebSocket client: wslay's frame API over a curl CONNECT_ONLY
  * connection.
  *
  * Life of a ws: curl connects (TCP, proxy tunnel, TLS) as an easy handle on
@@ -11,6 +11,21 @@
  * then on all I/O is direct (recv/send on the fd, or SSL_read/SSL_write on
  * curl's SSL object), because curl 7.88's curl_easy_recv/send find the
  * connection with a linear scan of the multi's connection cache.
+ *
+ * Framing uses wslay's frame layer only: its event layer would add a
+ * context with a fixed 4 KB output buffer to every ws. wslay parses and
+ * builds frames; the message layer is here. Received frames come as
+ * pieces of wslay's 4 KB read buffer: a text message that sits whole in
+ * one piece goes to on_text from there, others are assembled in `msg`,
+ * which is freed once delivered. The size limit is checked when a frame
+ * starts, before anything is buffered. Pings are answered, the peer's
+ * close is echoed, and what RFC 6455 forbids (stray continuations,
+ * reserved opcodes or RSV bits, masked or oversized control frames) fails
+ * the connection with 1002. Pausing just stops calling wslay_frame_recv,
+ * so unread frames wait in wslay's buffer. Outgoing frames wait in a
+ * queue (control frames first, but never inside a frame already begun)
+ * and are sent masked; a frame that fills the socket keeps its offset and
+ * goes on when the fd is writable.
  *
  * Callbacks may call ws_free/ws_close on their own ws: every entry from the
  * loop bumps `depth`, and ws_free at depth > 0 only marks the ws; the
@@ -53,10 +68,20 @@ enum ws_io { WS_IO_FD, WS_IO_SSL, WS_IO_CURL };
 #define IO_ERR (-1)
 #define IO_AGAIN (-2)
 
-struct ws_pending {
-	struct ws_pending *next;
-	size_t n;
-	char p[];
+enum ws_rd { RD_NONE, RD_GOT, RD_BLOCKED, RD_EOF };
+enum ws_wr { WR_OK, WR_BLOCKED, WR_FAILED };
+
+/* A frame waiting to be sent. wslay_frame_send takes a frame in pieces
+ * (it returns the payload bytes it consumed), so `off` keeps our place
+ * when the socket fills. p holds the payload from byte `skip` on: a
+ * message sent straight from the caller's bytes keeps only its tail. */
+struct ws_out {
+	struct ws_out *next;
+	uint8_t *p;
+	size_t len;
+	size_t off;
+	size_t skip;
+	uint8_t opcode;
 };
 
 struct ws {
@@ -79,11 +104,28 @@ struct ws {
 	struct buf in;          /* the answer to it */
 	size_t left_off;        /* bytes of `in` after the header block: frames */
 	char accept[29];
-	wslay_event_context_ptr ctx;
+	wslay_frame_context_ptr fctx;
 	size_t max_msg;
-	uint64_t cur_msg;       /* payload bytes of the message being received */
-	bool too_big;
-	bool nomem;
+	/* receiving */
+	enum ws_rd rd;          /* what the last recv callback saw */
+	uint64_t fr_got;        /* payload bytes of the current frame so far */
+	uint64_t msg_len;       /* payload bytes of the current data message */
+	uint8_t msg_op;         /* its opcode (text/binary), 0 between messages */
+	struct buf msg;         /* a text message that does not come whole */
+	struct ws_out *pong;    /* filled from a ping's payload as it arrives */
+	uint8_t peer_code[2];   /* first bytes of a close frame's payload */
+	bool close_rcvd;
+	int close_code;         /* the peer's, once close_rcvd */
+	/* sending */
+	enum ws_wr wr;          /* what the last send callback saw */
+	struct ws_out *cur;     /* partly sent: goes on before anything else */
+	struct ws_out *ctrl;    /* pong and close replies, ahead of data */
+	struct ws_out *data, *data_tail;
+	struct ws_out close_out; /* our close frame: never needs an allocation */
+	uint8_t close_pl[2];
+	bool close_queued;
+	bool close_sent;
+	enum gw_err send_err;   /* ws_send_text failed inside a frame: end from the loop */
 	bool paused;
 	bool user_closed;
 	int user_code;
@@ -96,7 +138,6 @@ struct ws {
 	bool freed;
 	enum gw_err abort_err;  /* ws_close before the upgrade finished */
 	int abort_code;
-	struct ws_pending *pend_head, *pend_tail;
 };
 
 /* ---- pure helpers ---- */
@@ -328,24 +369,41 @@ static void stop_io(struct ws *w)
 	}
 }
 
-static void pending_clear(struct ws *w)
+static void out_free(struct ws *w, struct ws_out *f)
 {
-	while (w->pend_head) {
-		struct ws_pending *p = w->pend_head;
-		w->pend_head = p->next;
-		gw_free(p);
+	if (f != &w->close_out)
+		gw_free(f);
+}
+
+static void out_free_list(struct ws *w, struct ws_out *f)
+{
+	while (f) {
+		struct ws_out *next = f->next;
+		out_free(w, f);
+		f = next;
 	}
-	w->pend_tail = NULL;
+}
+
+/* Drops what is queued and half-received: a finished ws holds nothing. */
+static void frames_clear(struct ws *w)
+{
+	if (w->cur)
+		out_free(w, w->cur);
+	out_free_list(w, w->ctrl);
+	out_free_list(w, w->data);
+	out_free_list(w, w->pong);
+	w->cur = w->ctrl = w->data = w->data_tail = w->pong = NULL;
+	buf_release(&w->msg);
 }
 
 static void destroy(struct ws *w)
 {
 	stop_io(w);
-	if (w->ctx)
-		wslay_event_context_free(w->ctx);
+	if (w->fctx)
+		wslay_frame_context_free(w->fctx);
 	if (w->timer)
 		event_free(w->timer);
-	pending_clear(w);
+	frames_clear(w);
 	buf_release(&w->out);
 	buf_release(&w->in);
 	curl_easy_cleanup(w->easy);
@@ -361,7 +419,7 @@ static void finish(struct ws *w, enum gw_err err, int code, int http_status)
 		return;
 	w->state = WS_DONE;
 	stop_io(w);
-	pending_clear(w);
+	frames_clear(w);
 	if (!w->freed && w->cbs.on_close)
 		w->cbs.on_close(w->arg, err, code, http_status);
 }
@@ -379,6 +437,11 @@ void ws_free(struct ws *w)
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
+static bool want_write(const struct ws *w)
+{
+	return !w->close_sent && (w->cur || w->ctrl || w->data);
+}
+
 static short wanted_events(struct ws *w)
 {
 	short want = 0;
@@ -390,9 +453,9 @@ static short wanted_events(struct ws *w)
 		want = EV_READ;
 		break;
 	case WS_OPEN:
-		if (!w->paused && wslay_event_want_read(w->ctx))
+		if (!w->paused && !w->close_rcvd)
 			want |= EV_READ;
-		if (wslay_event_want_write(w->ctx))
+		if (want_write(w))
 			want |= EV_WRITE;
 		break;
 	default:
@@ -436,15 +499,12 @@ static void kick(struct ws *w)
 		settle(w);
 }
 
-/* ---- wslay glue ---- */
+/* ---- wslay frame glue ---- */
 
-static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-			     void *user)
+static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 {
 	struct ws *w = user;
 	GW_UNUSED(flags);
-	if (w->paused || w->freed || w->state != WS_OPEN)
-		goto block;
 	if (w->left_off < w->in.len) {
 		/* Frames that arrived with the 101 come first. */
 		size_t n = w->in.len - w->left_off;
@@ -455,6 +515,7 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 			buf_release(&w->in); /* the handshake buffer is not needed again */
 			w->left_off = 0;
 		}
+		w->rd = RD_GOT;
 		return (ssize_t)n;
 	}
 	if (w->pass_bytes >= WS_PASS_BUDGET) {
@@ -472,158 +533,370 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
 		w->pass_bytes += (size_t)r;
 		if (w->io == WS_IO_FD && (size_t)r < len)
 			w->drained = true;
+		w->rd = RD_GOT;
 		return r;
 	}
 	if (r == IO_AGAIN)
 		goto block;
-	wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE); /* EOF or error */
+	w->rd = RD_EOF; /* or an error: wslay only sees "no bytes" */
 	return -1;
 block:
-	wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+	w->rd = RD_BLOCKED;
 	return -1;
 }
 
-static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-			     int flags, void *user)
+static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *user)
 {
 	struct ws *w = user;
 	GW_UNUSED(flags);
 	ssize_t r = io_send(w, data, len);
-	if (r >= 0)
+	if (r > 0)
 		return r;
-	wslay_event_set_error(ctx, r == IO_AGAIN ? WSLAY_ERR_WOULDBLOCK : WSLAY_ERR_CALLBACK_FAILURE);
+	/* wslay only sees "nothing sent"; the reason stays with us. */
+	w->wr = r == IO_ERR ? WR_FAILED : WR_BLOCKED;
 	return -1;
 }
 
-static int on_wslay_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
+static int on_frame_genmask(uint8_t *buf, size_t len, void *user)
 {
 	GW_UNUSED(user);
-	if (len > INT_MAX || RAND_bytes(buf, (int)len) != 1) {
-		wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-		return -1;
-	}
-	return 0;
+	return len <= INT_MAX && RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
-static void on_wslay_frame_start(wslay_event_context_ptr ctx,
-				 const struct wslay_event_on_frame_recv_start_arg *a, void *user)
+/* ---- sending: one queue of whole frames, control frames first ---- */
+
+static struct ws_out *out_new(uint8_t opcode, const void *p, size_t n)
 {
-	struct ws *w = user;
-	GW_UNUSED(ctx);
-	if (a->opcode & 0x8)
-		return; /* control frames interleave and do not count */
-	if (a->opcode != WSLAY_CONTINUATION_FRAME)
-		w->cur_msg = 0;
-	/* wslay enforces the limit itself; this only tells why it closed. */
-	if (a->payload_length > w->max_msg || w->cur_msg + a->payload_length > w->max_msg)
-		w->too_big = true;
+	struct ws_out *f = gw_malloc(sizeof(*f) + n);
+	if (!f)
+		return NULL;
+	f->next = NULL;
+	f->p = (uint8_t *)(f + 1);
+	f->len = n;
+	f->off = f->skip = 0;
+	f->opcode = opcode;
+	if (p && n)
+		memcpy(f->p, p, n);
+	return f;
+}
+
+static void out_ctrl(struct ws *w, struct ws_out *f)
+{
+	struct ws_out **pp = &w->ctrl;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = f;
+}
+
+static void out_data(struct ws *w, struct ws_out *f)
+{
+	if (w->data_tail)
+		w->data_tail->next = f;
 	else
-		w->cur_msg += a->payload_length;
+		w->data = f;
+	w->data_tail = f;
 }
 
-static void deliver_text(struct ws *w, const char *p, size_t n)
+/* Our one close frame; `ctrl` puts it ahead of queued messages (a reply
+ * or a failure), else it follows them (the user's close). */
+static void queue_close(struct ws *w, uint16_t code, bool ctrl)
 {
-	if (w->paused || w->pend_head) {
-		/* Already in wslay's read buffer when the user paused: hold it
-		 * (at most one read's worth) until ws_pause(w, false). */
-		struct ws_pending *m = gw_malloc(sizeof(*m) + n + 1);
-		if (!m) {
-			w->nomem = true;
+	if (w->close_queued)
+		return;
+	w->close_queued = true;
+	struct ws_out *f = &w->close_out;
+	w->close_pl[0] = (uint8_t)(code >> 8);
+	w->close_pl[1] = (uint8_t)code;
+	*f = (struct ws_out){ .p = w->close_pl, .len = code ? 2 : 0,
+			      .opcode = WSLAY_CONNECTION_CLOSE };
+	if (ctrl)
+		out_ctrl(w, f);
+	else
+		out_data(w, f);
+}
+
+static struct ws_out *out_next(struct ws *w)
+{
+	if (!w->cur && w->ctrl) {
+		w->cur = w->ctrl;
+		w->ctrl = w->cur->next;
+	} else if (!w->cur && w->data) {
+		w->cur = w->data;
+		w->data = w->cur->next;
+		if (!w->data)
+			w->data_tail = NULL;
+	}
+	return w->cur;
+}
+
+/* Sends what is left of f: GW_OK once all of it is out, GW_EAGAIN when
+ * the socket is full (f->off says how far it got). */
+static enum gw_err send_frame(struct ws *w, struct ws_out *f)
+{
+	struct wslay_frame_iocb io = {
+		.fin = 1, .opcode = f->opcode, .mask = 1, .payload_length = f->len,
+		.data = f->p + (f->off - f->skip), .data_length = f->len - f->off,
+	};
+	w->wr = WR_OK;
+	ssize_t r = wslay_frame_send(w->fctx, &io);
+	if (w->wr == WR_FAILED)
+		return GW_EIO;
+	if (r == WSLAY_ERR_WANT_WRITE)
+		return GW_EAGAIN;
+	if (r < 0)
+		return GW_EIO; /* no mask key */
+	f->off += (size_t)r;
+	/* wslay stops short only when a write blocks */
+	return f->off < f->len ? GW_EAGAIN : GW_OK;
+}
+
+/* Sends queued frames until none is left or the socket is full
+ * (GW_EAGAIN). Nothing follows our close frame. */
+static enum gw_err send_frames(struct ws *w)
+{
+	struct ws_out *f;
+	while (!w->close_sent && (f = out_next(w))) {
+		enum gw_err err = send_frame(w, f);
+		if (err)
+			return err;
+		w->cur = NULL;
+		w->close_sent = f == &w->close_out;
+		out_free(w, f);
+	}
+	return GW_OK;
+}
+
+/* ---- receiving: the message layer over wslay's frames ---- */
+
+static bool valid_close_code(int c)
+{
+	/* RFC 6455 7.4: 1004-1006 and 1015 are never sent on the wire. */
+	return (c >= 1000 && c <= 1011 && c != 1004 && c != 1005 && c != 1006) ||
+	       (c >= 3000 && c <= 4999);
+}
+
+static void deliver_text(struct ws *w, const uint8_t *p, size_t n)
+{
+	if (w->cbs.on_text && !w->freed && w->state == WS_OPEN)
+		w->cbs.on_text(w->arg, (const char *)p, n);
+}
+
+/* A data frame begins: fragment order and the size limit are checked
+ * before any byte of it is buffered. */
+static enum gw_err data_start(struct ws *w, const struct wslay_frame_iocb *io)
+{
+	if (io->opcode == WSLAY_CONTINUATION_FRAME) {
+		if (!w->msg_op)
+			return GW_EPROTO; /* continues nothing */
+	} else {
+		if (w->msg_op)
+			return GW_EPROTO; /* a new message inside a fragmented one */
+		w->msg_op = io->opcode;
+		w->msg_len = 0;
+		/* A message in one frame needs exactly its size; one in
+		 * fragments grows up to the limit. */
+		buf_init(&w->msg, io->fin ? (size_t)io->payload_length : w->max_msg);
+	}
+	if (io->payload_length > w->max_msg - w->msg_len)
+		return GW_ELIMIT;
+	w->msg_len += io->payload_length;
+	bool whole = io->fin && io->opcode != WSLAY_CONTINUATION_FRAME &&
+		     io->data_length == io->payload_length;
+	if (w->msg_op != WSLAY_TEXT_FRAME || whole)
+		return GW_OK;
+	return buf_reserve(&w->msg, (size_t)io->payload_length) ? GW_ENOMEM : GW_OK;
+}
+
+static enum gw_err frame_start(struct ws *w, const struct wslay_frame_iocb *io)
+{
+	/* We offer no extension, and a server never masks (RFC 6455 5.1). */
+	if (io->rsv || io->mask)
+		return GW_EPROTO;
+	switch (io->opcode) {
+	case WSLAY_CONTINUATION_FRAME:
+	case WSLAY_TEXT_FRAME:
+	case WSLAY_BINARY_FRAME:
+		return data_start(w, io);
+	case WSLAY_PING:
+		/* wslay has checked the length (<= 125) */
+		w->pong = out_new(WSLAY_PONG, NULL, (size_t)io->payload_length);
+		return w->pong ? GW_OK : GW_ENOMEM;
+	case WSLAY_PONG:
+	case WSLAY_CONNECTION_CLOSE:
+		return GW_OK;
+	default:
+		return GW_EPROTO; /* reserved opcode */
+	}
+}
+
+static enum gw_err data_chunk(struct ws *w, const struct wslay_frame_iocb *io, uint64_t at,
+			      bool end)
+{
+	bool last = end && io->fin;
+	if (w->msg_op != WSLAY_TEXT_FRAME) {
+		/* Binary messages are not part of the upstream protocol: skipped. */
+		if (last)
+			w->msg_op = 0;
+		return GW_OK;
+	}
+	if (last && at == 0 && io->opcode == WSLAY_TEXT_FRAME) {
+		/* The whole message sits in wslay's read buffer: no copy. */
+		w->msg_op = 0;
+		deliver_text(w, io->data, io->data_length);
+		return GW_OK;
+	}
+	if (buf_add(&w->msg, io->data, io->data_length))
+		return GW_ENOMEM;
+	if (!last)
+		return GW_OK;
+	w->msg_op = 0;
+	deliver_text(w, (const uint8_t *)w->msg.p, w->msg.len);
+	buf_release(&w->msg); /* an idle stream holds no message memory */
+	return GW_OK;
+}
+
+/* The peer's close: remember its code and echo it (RFC 6455 5.5.1). */
+static enum gw_err peer_close(struct ws *w, uint64_t len)
+{
+	if (len == 1)
+		return GW_EPROTO;
+	int code = len ? w->peer_code[0] << 8 | w->peer_code[1] : WSLAY_CODE_NO_STATUS_RCVD;
+	if (len && !valid_close_code(code))
+		return GW_EPROTO;
+	w->close_rcvd = true;
+	w->close_code = code;
+	queue_close(w, len ? (uint16_t)code : 0, true);
+	return GW_OK;
+}
+
+/* Only the latest ping needs its pong (RFC 6455 5.5.3): one not yet
+ * started is replaced, so a ping flood cannot grow the queue. */
+static void queue_pong(struct ws *w)
+{
+	struct ws_out *f = w->pong;
+	w->pong = NULL;
+	if (w->close_queued) {
+		out_free(w, f);
+		return;
+	}
+	for (struct ws_out **pp = &w->ctrl; *pp; pp = &(*pp)->next) {
+		if ((*pp)->opcode == WSLAY_PONG) {
+			f->next = (*pp)->next;
+			out_free(w, *pp);
+			*pp = f;
 			return;
 		}
-		m->next = NULL;
-		m->n = n;
-		memcpy(m->p, p, n);
-		m->p[n] = '\0';
-		if (w->pend_tail)
-			w->pend_tail->next = m;
-		else
-			w->pend_head = m;
-		w->pend_tail = m;
-		return;
 	}
-	if (w->cbs.on_text)
-		w->cbs.on_text(w->arg, p, n);
+	out_ctrl(w, f);
 }
 
-static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
-			 void *user)
+static enum gw_err ctrl_chunk(struct ws *w, const struct wslay_frame_iocb *io, uint64_t at,
+			      bool end)
 {
-	struct ws *w = user;
-	GW_UNUSED(ctx);
-	/* Binary messages are not part of the upstream protocol: ignored. */
-	if (a->opcode != WSLAY_TEXT_FRAME || w->freed || w->state != WS_OPEN)
-		return;
-	deliver_text(w, (const char *)a->msg, a->msg_length);
+	if (io->opcode == WSLAY_PING) {
+		memcpy(w->pong->p + at, io->data, io->data_length);
+		if (end)
+			queue_pong(w);
+	} else if (io->opcode == WSLAY_CONNECTION_CLOSE) {
+		for (size_t i = 0; i < io->data_length && at + i < 2; i++)
+			w->peer_code[at + i] = io->data[i];
+		if (end)
+			return peer_close(w, io->payload_length);
+	}
+	return GW_OK;
 }
 
-static void flush_pending(struct ws *w)
+/* wslay hands over a frame's payload in pieces of its read buffer. */
+static enum gw_err on_piece(struct ws *w, const struct wslay_frame_iocb *io)
 {
-	while (w->pend_head && !w->paused && !w->freed && w->state == WS_OPEN) {
-		struct ws_pending *m = w->pend_head;
-		w->pend_head = m->next;
-		if (!w->pend_head)
-			w->pend_tail = NULL;
-		if (w->cbs.on_text)
-			w->cbs.on_text(w->arg, m->p, m->n);
-		gw_free(m);
+	uint64_t at = w->fr_got;
+	if (at == 0) {
+		enum gw_err err = frame_start(w, io);
+		if (err)
+			return err;
 	}
+	w->fr_got += io->data_length;
+	bool end = w->fr_got == io->payload_length;
+	if (end)
+		w->fr_got = 0;
+	if (wslay_is_ctrl_frame(io->opcode))
+		return ctrl_chunk(w, io, at, end);
+	return data_chunk(w, io, at, end);
+}
+
+/* Reads frames until the socket is empty or the pass budget is spent.
+ * Checked before each frame piece: pausing leaves the rest in wslay's
+ * buffer, and no piece is read for a ws that ended or was freed. */
+static enum gw_err recv_frames(struct ws *w)
+{
+	while (!w->paused && !w->freed && w->state == WS_OPEN && !w->close_rcvd) {
+		struct wslay_frame_iocb io;
+		w->rd = RD_NONE;
+		ssize_t r = wslay_frame_recv(w->fctx, &io);
+		if (r == WSLAY_ERR_WANT_READ) {
+			if (w->rd == RD_GOT)
+				continue; /* a short read left a header incomplete */
+			return w->rd == RD_EOF ? GW_EIO : GW_OK;
+		}
+		if (r < 0)
+			return r == WSLAY_ERR_PROTO ? GW_EPROTO : GW_EIO;
+		enum gw_err err = on_piece(w, &io);
+		if (err)
+			return err;
+	}
+	return GW_OK;
 }
 
 /* ---- the open connection ---- */
 
+/* The peer broke the protocol or sent a message over max_msg_bytes: say
+ * why in a close frame, sent best effort (no waiting), and end. */
+static void fail(struct ws *w, enum gw_err err)
+{
+	int code = err == GW_ELIMIT ? WSLAY_CODE_MESSAGE_TOO_BIG : WSLAY_CODE_PROTOCOL_ERROR;
+	queue_close(w, (uint16_t)code, true);
+	(void)send_frames(w);
+	finish(w, err, code, 101);
+}
+
 static void io_pass(struct ws *w)
 {
-	flush_pending(w);
-	if (w->freed || w->state != WS_OPEN)
+	if (w->send_err) {
+		finish(w, w->send_err, 1006, 101);
 		return;
-	if (!w->paused && wslay_event_want_read(w->ctx)) {
+	}
+	if (!w->paused && !w->close_rcvd) {
 		w->pass_bytes = 0;
-		int r = wslay_event_recv(w->ctx);
+		enum gw_err err = recv_frames(w);
 		if (w->freed || w->state != WS_OPEN)
 			return;
-		if (w->nomem) {
-			finish(w, GW_ENOMEM, 1006, 101);
+		if (err == GW_EPROTO || err == GW_ELIMIT) {
+			fail(w, err);
 			return;
 		}
-		if (r != 0) {
-			finish(w, r == WSLAY_ERR_NOMEM ? GW_ENOMEM : GW_EIO, 1006, 101);
+		if (err) {
+			finish(w, err, 1006, 101);
 			return;
 		}
 	}
-	bool failed = !wslay_event_get_read_enabled(w->ctx) &&
-		      !wslay_event_get_close_received(w->ctx) && !w->user_closed;
-	if (wslay_event_want_write(w->ctx) && wslay_event_send(w->ctx) != 0 && !failed) {
-		finish(w, GW_EIO, 1006, 101);
+	enum gw_err err = send_frames(w);
+	if (err && err != GW_EAGAIN) {
+		finish(w, err, 1006, 101);
 		return;
 	}
-	if (failed) {
-		/* wslay failed the connection (close frame queued and, best
-		 * effort, sent above): the peer broke the protocol or sent a
-		 * message over max_msg_bytes. wslay checks the size before our
-		 * frame callback runs, so the code it sent tells which. */
-		bool big = w->too_big || (wslay_event_get_close_sent(w->ctx) &&
-					  wslay_event_get_status_code_sent(w->ctx) ==
-						  WSLAY_CODE_MESSAGE_TOO_BIG);
-		finish(w, big ? GW_ELIMIT : GW_EPROTO, big ? 1009 : 1002, 101);
-		return;
-	}
-	if (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
-		finish(w, GW_OK, wslay_event_get_status_code_received(w->ctx), 101);
+	if (w->close_rcvd && w->close_sent)
+		finish(w, GW_OK, w->close_code, 101);
 }
 
 static enum gw_err start_wslay(struct ws *w)
 {
-	static const struct wslay_event_callbacks cbs = {
-		.recv_callback = on_wslay_recv,
-		.send_callback = on_wslay_send,
-		.genmask_callback = on_wslay_genmask,
-		.on_frame_recv_start_callback = on_wslay_frame_start,
-		.on_msg_recv_callback = on_wslay_msg,
+	static const struct wslay_frame_callbacks cbs = {
+		.send_callback = on_frame_send,
+		.recv_callback = on_frame_recv,
+		.genmask_callback = on_frame_genmask,
 	};
-	if (wslay_event_context_client_init(&w->ctx, &cbs, w) != 0)
+	if (wslay_frame_context_init(&w->fctx, &cbs, w) != 0)
 		return GW_ENOMEM;
-	wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_msg);
 	return GW_OK;
 }
 
@@ -740,8 +1013,9 @@ static enum ws_io pick_io(struct ws *w)
 	if (curl_easy_getinfo(w->easy, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti &&
 	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals) {
 		w->ssl = ti->internals;
-		/* wslay retries a blocked write from its own queue; let OpenSSL
-		 * accept that and partial writes like send(2) does. */
+		/* A blocked frame is offered again from wslay's stack buffer
+		 * (the same bytes, masked again from the same offset); let
+		 * OpenSSL accept that and partial writes like send(2) does. */
 		SSL_set_mode(w->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 		return WS_IO_SSL;
@@ -959,17 +1233,40 @@ fail:
 
 enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 {
-	if (!w || w->freed || w->state != WS_OPEN || w->user_closed ||
-	    wslay_event_get_close_received(w->ctx))
+	if (!w || w->freed || w->state != WS_OPEN || w->user_closed || w->close_rcvd ||
+	    w->send_err)
 		return GW_EIO;
-	struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)p, n };
-	int r = wslay_event_queue_msg(w->ctx, &m);
-	if (r == WSLAY_ERR_NOMEM)
-		return GW_ENOMEM;
-	if (r != 0)
-		return GW_EIO;
+	if (w->cur || w->ctrl || w->data) {
+		/* Behind other frames: it waits, as a copy. */
+		struct ws_out *f = out_new(WSLAY_TEXT_FRAME, p, n);
+		if (!f)
+			return GW_ENOMEM;
+		out_data(w, f);
+		kick(w);
+		return GW_OK;
+	}
+	/* Nothing ahead: send from the caller's bytes at once (no user
+	 * callback runs from here), and copy only a tail the socket did not
+	 * take. */
+	struct ws_out now = { .p = (uint8_t *)p, .len = n, .opcode = WSLAY_TEXT_FRAME };
+	enum gw_err err = send_frame(w, &now);
+	if (err == GW_OK)
+		return GW_OK;
+	if (err == GW_EAGAIN) {
+		/* wslay is inside this frame now, so the tail goes next. */
+		struct ws_out *f = out_new(WSLAY_TEXT_FRAME, p + now.off, n - now.off);
+		if (f) {
+			f->len = n;
+			f->off = f->skip = now.off;
+			w->cur = f;
+		} else {
+			err = GW_ENOMEM;
+		}
+	}
+	if (err != GW_EAGAIN)
+		w->send_err = err; /* the frame is cut: on_close tells, from the loop */
 	kick(w);
-	return GW_OK;
+	return err == GW_ENOMEM ? GW_ENOMEM : GW_OK;
 }
 
 void ws_pause(struct ws *w, bool paused)
@@ -1003,8 +1300,8 @@ void ws_close(struct ws *w, int code)
 	}
 	w->user_closed = true;
 	w->user_code = code;
-	if (wslay_event_queue_close(w->ctx, (uint16_t)code, NULL, 0) == WSLAY_ERR_INVALID_ARGUMENT)
-		(void)wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
+	/* After the messages already queued; 0 sends a close without a code. */
+	queue_close(w, (uint16_t)code, false);
 	struct timeval tv = { w->timeout_ms / 1000, (w->timeout_ms % 1000) * 1000 };
 	evtimer_add(w->timer, &tv);
 	kick(w);
