@@ -437,6 +437,110 @@ static void test_fragmented(void **state)
 	cl_release(&c);
 }
 
+/* The close code the peer last received from us; `done` counts the
+ * completions run() has waited for so far in this test. */
+static int peer_last_close(struct fx *f, int done)
+{
+	struct cl c = { .free_after = 1 };
+	open_cl(f, &c, "/lastclose", 0, 0);
+	run(f, done + 1);
+	int code = atoi(c.last);
+	cl_release(&c);
+	return code;
+}
+
+/* Fragments larger than wslay's read buffer, assembled into one message. */
+static void test_fragmented_big(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/fragbig?n=10000&k=3", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_int_equal(c.last_len, 30000);
+	check_pattern(c.last, c.last_len);
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+/* Each fragment fits, the message does not: refused before buffering it. */
+static void test_fragmented_over_limit(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { 0 };
+	open_cl(f, &c, "/fragbig?n=300000&k=3", 512 * 1024, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 0);
+	assert_int_equal(c.err, GW_ELIMIT);
+	assert_int_equal(c.code, 1009);
+	assert_int_equal(c.http_status, 101);
+	/* Not asked of the peer: our close frame is best effort, and closing
+	 * with its unread data pending resets the connection. */
+	cl_release(&c);
+}
+
+/* A fragmented binary message with a ping inside is skipped; an empty text
+ * message is still a message. */
+static void test_mixed(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 2 };
+	open_cl(f, &c, "/mixed", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 2);
+	assert_string_equal(c.last, "after");
+	assert_int_equal(c.err, GW_OK);
+	cl_release(&c);
+}
+
+static void test_protocol_errors(void **state)
+{
+	struct fx *f = *state;
+	static const char *const cases[] = { "cont", "newmsg", "rsv", "opcode", "ctlfrag",
+					     "ctlbig", "masked", "close1", "badcode" };
+	int done = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char path[64];
+		snprintf(path, sizeof(path), "/proto?case=%s", cases[i]);
+		struct cl c = { 0 };
+		open_cl(f, &c, path, 0, 0);
+		run(f, ++done);
+		if (c.err != GW_EPROTO || c.code != 1002)
+			fail_msg("%s: err %d code %d", cases[i], c.err, c.code);
+		assert_int_equal(c.texts, 0);
+		assert_int_equal(c.http_status, 101);
+		assert_int_equal(peer_last_close(f, done++), 1002);
+		cl_release(&c);
+	}
+}
+
+/* A ping with the most payload a control frame may carry. */
+static void test_ping_125(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .close_after = 1 };
+	open_cl(f, &c, "/ping?n=125", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.last_len, 5 + 125);
+	assert_memory_equal(c.last, "pong:", 5);
+	check_pattern(c.last + 5, 125);
+	cl_release(&c);
+}
+
+/* A message sent just before ws_close goes out before the close frame. */
+static void test_send_then_close(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .send_on_open = "last words", .send_len = 10, .close_on_open = true };
+	open_cl(f, &c, "/echo", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_string_equal(c.last, "last words");
+	assert_int_equal(c.err, GW_OK);
+	assert_int_equal(c.code, 1000);
+	cl_release(&c);
+}
+
 static void test_ping_pong(void **state)
 {
 	struct fx *f = *state;
@@ -457,6 +561,7 @@ static void test_server_close(void **state)
 	assert_int_equal(c.err, GW_OK);
 	assert_int_equal(c.code, 4001);
 	assert_int_equal(c.http_status, 101);
+	assert_int_equal(peer_last_close(f, 1), 4001); /* our close echoed its code */
 	cl_release(&c);
 }
 
@@ -779,6 +884,12 @@ int main(void)
 		BOTH(test_big_send),
 		BOTH(test_fragmented),
 		BOTH(test_ping_pong),
+		BOTH(test_fragmented_big),
+		BOTH(test_fragmented_over_limit),
+		BOTH(test_mixed),
+		BOTH(test_protocol_errors),
+		BOTH(test_ping_125),
+		BOTH(test_send_then_close),
 		BOTH(test_server_close),
 		BOTH(test_drop),
 		BOTH(test_refused_upgrade),

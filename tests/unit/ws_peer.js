@@ -9,8 +9,15 @@
 //   /after101        raw upgrade: the 101 and two text frames in one write
 //   /big[n]          sends one text message of n bytes ('a'..'z' repeating)
 //   /frag            sends "hel"+"lo "+"world" as 3 fragments, a ping between
-//   /ping            pings with "p1"; answers the pong with text "pong:<data>"
+//   /ping[n]         pings with "p1" (or n pattern bytes); answers the pong
+//                    with text "pong:<data>"
 //   /close[code]     closes with code and reason "bye"
+//   /lastclose       sends the code of the last close frame a client sent
+//                    to /close, /fragbig or /proto, as text
+//   /fragbig[n,k]    one text message of n*k pattern bytes in k fragments
+//   /mixed           a binary message in 2 fragments with a ping between,
+//                    an empty text message, then text "after"
+//   /proto[case]     raw frames that break RFC 6455 (see protoFrames)
 //   /drop            sends half a frame, then drops the TCP connection
 //   /burst[n]        sends n messages "m0".."m<n-1>"
 //   /auth            refuses the upgrade with 401
@@ -39,6 +46,20 @@ server.on('request', (req, res) => {
 
 const wss = new WebSocket.Server({ noServer: true, perMessageDeflate: false, maxPayload: 64 << 20 });
 const held = new Set(); // sockets kept open on purpose (/silent)
+let lastClose = null; // code of the last close frame a client sent us
+
+function noteClose(ws) {
+  lastClose = null;
+  ws.on('close', (code) => { lastClose = code; });
+}
+
+function sendLastClose(ws, tries) {
+  if (lastClose !== null || tries === 0) {
+    ws.send(String(lastClose));
+    return;
+  }
+  setTimeout(() => sendLastClose(ws, tries - 1), 10);
+}
 
 function textOf(n) {
   const b = Buffer.alloc(n);
@@ -58,6 +79,22 @@ function frame(opcode, payload, fin = true) {
     hdr.writeUInt16BE(p.length, 2);
   }
   return Buffer.concat([hdr, p]);
+}
+
+// Each breaks RFC 6455 in one way; the client must fail with 1002.
+function protoFrames(c) {
+  switch (c) {
+    case 'cont': return frame(0, 'x');                                   // continues nothing
+    case 'newmsg': return Buffer.concat([frame(1, 'a', false), frame(1, 'b')]);
+    case 'rsv': return Buffer.from([0xc1, 1, 0x78]);                     // RSV1, no extension
+    case 'opcode': return frame(3, 'x');                                 // reserved opcode
+    case 'ctlfrag': return frame(9, 'p', false);                         // fragmented ping
+    case 'ctlbig': return frame(9, 'p'.repeat(126));                     // ping over 125 bytes
+    case 'masked': return Buffer.from([0x81, 0x81, 1, 2, 3, 4, 0x78 ^ 1]);
+    case 'close1': return frame(8, 'x');                                 // 1-byte close payload
+    case 'badcode': return frame(8, Buffer.from([0x03, 0xed]));          // 1005 on the wire
+    default: return frame(1, 'unknown case');
+  }
 }
 
 function rawUpgrade(req, socket) {
@@ -90,10 +127,33 @@ function onConnection(ws, url) {
       break;
     case '/ping':
       ws.on('pong', (data) => ws.send('pong:' + data.toString()));
-      ws.ping('p1');
+      ws.ping(q.get('n') ? textOf(Number(q.get('n'))) : 'p1');
       break;
     case '/close':
+      noteClose(ws);
       ws.close(Number(q.get('code') || 1000), 'bye');
+      break;
+    case '/lastclose':
+      sendLastClose(ws, 100);
+      break;
+    case '/fragbig': {
+      const n = Number(q.get('n') || 10000), k = Number(q.get('k') || 3);
+      const all = textOf(n * k);
+      noteClose(ws);
+      for (let i = 0; i < k; i++)
+        ws.send(all.slice(i * n, (i + 1) * n), { fin: i === k - 1 });
+      break;
+    }
+    case '/mixed':
+      ws.send(Buffer.from([1, 2]), { binary: true, fin: false });
+      ws.ping('m');
+      ws.send(Buffer.from([3]), { binary: true, fin: true });
+      ws.send('');
+      ws.send('after');
+      break;
+    case '/proto':
+      noteClose(ws);
+      ws._socket.write(protoFrames(q.get('case')));
       break;
     case '/drop':
       ws._socket.write(Buffer.from([0x81, 100]));
