@@ -22,10 +22,12 @@
  * close is echoed, and what RFC 6455 forbids (stray continuations,
  * reserved opcodes or RSV bits, masked or oversized control frames) fails
  * the connection with 1002. Pausing just stops calling wslay_frame_recv,
- * so unread frames wait in wslay's buffer. Outgoing frames wait in a
- * queue (control frames first, but never inside a frame already begun)
- * and are sent masked; a frame that fills the socket keeps its offset and
- * goes on when the fd is writable.
+ * so unread frames wait in wslay's buffer. A message goes out at once
+ * when nothing waits ahead of it; otherwise frames wait in a queue (pongs
+ * and close replies ahead of messages, but never inside a frame already
+ * begun; the user's close after the messages sent before it). All are
+ * masked; a frame that fills the socket keeps its offset and goes on when
+ * the fd is writable.
  *
  * Callbacks may call ws_free/ws_close on their own ws: every entry from the
  * loop bumps `depth`, and ws_free at depth > 0 only marks the ws; the
