@@ -20,6 +20,7 @@
 //   /proto[case]     raw frames that break RFC 6455 (see protoFrames)
 //   /drop            sends half a frame, then drops the TCP connection
 //   /burst[n]        sends n messages "m0".."m<n-1>"
+//   /fragburst[n]    the same, each as "m" + "<i>" with a ping between
 //   /auth            refuses the upgrade with 401
 //   /e500            refuses the upgrade with 500
 //   /silent          accepts the TCP connection and never answers
@@ -162,6 +163,16 @@ function onConnection(ws, url) {
     case '/burst': {
       const n = Number(q.get('n') || 10);
       for (let i = 0; i < n; i++) ws.send('m' + i);
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      break;
+    }
+    case '/fragburst': {
+      const n = Number(q.get('n') || 10);
+      for (let i = 0; i < n; i++) {
+        ws.send('m', { fin: false });
+        ws.ping(String(i));
+        ws.send(String(i), { fin: true });
+      }
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       break;
     }
