@@ -565,7 +565,7 @@ static int on_frame_genmask(uint8_t *buf, size_t len, void *user)
 	return len <= INT_MAX && RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
-/* ---- sending: one queue of whole frames, control frames first ---- */
+/* ---- sending: whole frames, one at a time, replies ahead of messages ---- */
 
 static struct ws_out *out_new(uint8_t opcode, const void *p, size_t n)
 {
@@ -672,7 +672,8 @@ static enum gw_err send_frames(struct ws *w)
 
 static bool valid_close_code(int c)
 {
-	/* RFC 6455 7.4: 1004-1006 and 1015 are never sent on the wire. */
+	/* What wslay's event layer accepted: RFC 6455 7.4's defined codes
+	 * less those never sent on the wire (1004-1006), and 3000-4999. */
 	return (c >= 1000 && c <= 1011 && c != 1004 && c != 1005 && c != 1006) ||
 	       (c >= 3000 && c <= 4999);
 }
