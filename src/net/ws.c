@@ -1309,3 +1309,28 @@ void ws_close(struct ws *w, int code)
 	evtimer_add(w->timer, &tv);
 	kick(w);
 }
+
+/* Test hook: the frame and message layers over a plain connected fd, as if
+ * curl had connected it and the server had answered 101. */
+enum gw_err ws__adopt_fd(struct httpc *h, int fd, size_t max_msg_bytes, const struct ws_cbs *cbs,
+			 void *arg, struct ws **out)
+{
+	struct ws_opts o = { .url = "ws://adopted", .max_msg_bytes = max_msg_bytes };
+	struct ws *w = ws_alloc(h, &o, cbs, arg);
+	if (!w)
+		return GW_ENOMEM;
+	w->fd = fd;
+	w->io = WS_IO_FD;
+	w->timer = evtimer_new(httpc__base(h), on_timer, w);
+	w->ev = event_new(httpc__base(h), fd, 0, on_io, w);
+	if (!w->timer || !w->ev) {
+		destroy(w);
+		return GW_ENOMEM;
+	}
+	*out = w;
+	enter(w);
+	upgraded(w, 0);
+	settle(w);
+	leave(w);
+	return GW_OK;
+}

@@ -25,4 +25,12 @@ struct ws;
 /* How an upgraded ws does its I/O: "fd", "ssl" or "curl" ("none" before). */
 const char *ws__io_name(const struct ws *w);
 
+struct httpc;
+struct ws_cbs;
+/* A ws over an already connected plain fd (the caller closes it after
+ * ws_free), upgraded at once: drives the frame and message layers without
+ * curl or a handshake, for the fuzzer. on_open runs from inside this call. */
+enum gw_err ws__adopt_fd(struct httpc *h, int fd, size_t max_msg_bytes, const struct ws_cbs *cbs,
+			 void *arg, struct ws **out) GW_MUSTCHECK;
+
 #endif

@@ -1,0 +1,122 @@
+/* fuzz_ws_frames.c - server bytes after the 101: wslay's frame parser and
+ * ws.c's message layer over it (reassembly, the size limit, ping/pong, the
+ * close handshake, protocol checks, pausing, sending from a callback).
+ *
+ * Input: one option byte (size limit, pause and echo switches), then the
+ * bytes the "server" sends before closing its side. The ws must end with
+ * exactly one on_close, never hand over a message over its limit, and free
+ * everything (ASan). */
+#include "net/httpc.h"
+#include "net/ws.h"
+#include "net/ws_internal.h"
+
+#include <event2/event.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct run {
+	struct ws *w;
+	struct event_base *base;
+	int closes;
+	size_t max;
+	bool flip_pause;
+	bool echo;
+	const uint8_t *left; /* still to write to the ws */
+	size_t nleft;
+	struct event *wev; /* writes the input; removed once it is all out */
+};
+
+static void on_text(void *arg, const char *p, size_t n)
+{
+	struct run *r = arg;
+	GW_ASSERT(r->closes == 0);
+	GW_ASSERT(n <= r->max);
+	if (r->flip_pause) {
+		ws_pause(r->w, true);
+		ws_pause(r->w, false);
+	}
+	if (r->echo)
+		(void)ws_send_text(r->w, p, n);
+}
+
+static void on_close(void *arg, enum gw_err err, int code, int http_status)
+{
+	struct run *r = arg;
+	GW_UNUSED(err);
+	GW_UNUSED(code);
+	GW_ASSERT(r->closes++ == 0);
+	GW_ASSERT(http_status == 101);
+	event_base_loopbreak(r->base);
+}
+
+/* The server's side throws away what the ws sends (pongs, close frames,
+ * echoes) ... */
+static void on_peer_read(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(what);
+	GW_UNUSED(arg);
+	char sink[4096];
+	while (read(fd, sink, sizeof(sink)) > 0)
+		;
+}
+
+/* ... and writes the input, then closes its write side. */
+static void on_peer_write(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(what);
+	struct run *r = arg;
+	ssize_t n = write(fd, r->left, r->nleft);
+	if (n > 0) {
+		r->left += n;
+		r->nleft -= (size_t)n;
+	}
+	if (!r->nleft) {
+		shutdown(fd, SHUT_WR);
+		event_del(r->wev);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct event_base *base;
+	static struct httpc *h;
+	if (!base && (!(base = event_base_new()) || !(h = httpc_new(base, NULL))))
+		__builtin_trap();
+	if (size < 1)
+		return 0;
+	static const size_t limits[] = { 1, 5, 125, 126, 4095, 4096, 65536, (size_t)4 << 20 };
+	struct run r = {
+		.base = base,
+		.max = limits[data[0] & 7],
+		.flip_pause = data[0] & 0x10,
+		.echo = data[0] & 0x20,
+		.left = data + 1,
+		.nleft = size - 1,
+	};
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+		return 0;
+	struct event *rev = event_new(base, sv[1], EV_READ | EV_PERSIST, on_peer_read, &r);
+	r.wev = event_new(base, sv[1], EV_WRITE | EV_PERSIST, on_peer_write, &r);
+	GW_ASSERT(rev && r.wev && event_add(rev, NULL) == 0);
+	if (r.nleft)
+		GW_ASSERT(event_add(r.wev, NULL) == 0);
+	else
+		shutdown(sv[1], SHUT_WR);
+	static const struct ws_cbs cbs = { .on_text = on_text, .on_close = on_close };
+	if (ws__adopt_fd(h, sv[0], r.max, &cbs, &r, &r.w) == GW_OK) {
+		/* Every input ends: the server's side closes after its bytes. */
+		while (r.closes == 0)
+			GW_ASSERT(event_base_loop(base, EVLOOP_ONCE) == 0);
+		ws_free(r.w);
+	}
+	event_free(rev);
+	event_free(r.wev);
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
