@@ -8,6 +8,7 @@
 #   GW_BIN=path   the gateway to measure (default build/enginelabs-2api)
 #   PERF=file     also record a perf profile of the gateway into file
 #   STRACE=file   also count the gateway's system calls (strace -c) into file
+#   SLOW=ms       the simulator waits this long before each piece (default 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -64,7 +65,7 @@ if [ -n "${STRACE:-}" ]; then
 fi
 threads >"$RUN/t0"
 line=$("$LOAD" --sim-port "$SIM_PORT" --port "$GW_PORT" --key k -c "$CONC" -n "$N" --warmup "${WARMUP:-100}" \
-	--pieces "$PIECES" --stream 1 --flow 2026 --req-timeout 30 --deadline 300 --label cpu \
+	--pieces "$PIECES" --slow "${SLOW:-0}" --stream 1 --flow 2026 --req-timeout 30 --deadline 300 --label cpu \
 	--pid "gateway:$GW_PID")
 threads >"$RUN/t1"
 paste -d' ' "$RUN/t0" "$RUN/t1" | awk '{ d=($5+$6)-($2+$3); if (d>0) printf "  thread %s: %d ticks\n", $1, d }' >&2

@@ -45,6 +45,7 @@ struct h1_conn {
 	struct h1_conn *prev, *next;
 	struct bufferevent *bev;
 	struct event *timer;
+	struct event *flush_ev; /* no fd: run at the end of this loop turn */
 	struct h1_req *req;
 	enum conn_state state;
 	size_t scan;            /* where h1_head_end resumes */
@@ -159,6 +160,29 @@ void h1_close_after(struct h1_req *r) { r->c->close_after = true; }
 
 /* ---- connections ---- */
 
+/* Sends what the output holds now. The bufferevent's write event stays off
+ * while the socket takes everything, the usual case: a streamed piece then
+ * leaves with one writev, instead of the write event being added, fired on
+ * the next loop turn and removed (two epoll_ctl and a wake-up per piece).
+ * Only what the socket does not take (or an error) switches it on, and the
+ * bufferevent then sends the rest under the write timeout and reports
+ * errors as before; on_write switches it off again once the output drained.
+ * Replies call it through flush_ev (want_flush), so the pieces of one loop
+ * turn (one upstream read) still leave in one writev. */
+static void flush(struct h1_conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (!evbuffer_get_length(out) || (bufferevent_get_enabled(c->bev) & EV_WRITE))
+		return;
+	/* A socket bufferevent keeps its output's front frozen so only it
+	 * drains it; it thaws it the same way around its own writes. */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out))
+		bufferevent_enable(c->bev, EV_WRITE);
+}
+
 static void conn_free(struct h1_conn *c)
 {
 	struct h1_req *r = c->req;
@@ -178,8 +202,14 @@ static void conn_free(struct h1_conn *c)
 		c->next->prev = c->prev;
 	bufferevent_free(c->bev); /* closes the socket */
 	event_free(c->timer);
+	event_free(c->flush_ev);
 	gw_free(c);
 	atomic_fetch_sub(&open_conns, 1);
+}
+
+static void want_flush(struct h1_conn *c)
+{
+	event_active(c->flush_ev, EV_WRITE, 0); /* once per turn, however often asked */
 }
 
 static void arm(struct h1_conn *c, int seconds)
@@ -283,8 +313,10 @@ static enum gw_err read_head(struct h1_conn *c)
 	}
 	r->body_left = r->head.content_length > 0 ? r->head.content_length : 0;
 	c->state = C_BODY;
-	if (r->head.expect_continue && (r->body_left || r->head.chunked))
+	if (r->head.expect_continue && (r->body_left || r->head.chunked)) {
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		flush(c);
+	}
 	return GW_OK;
 }
 
@@ -384,8 +416,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
-	GW_UNUSED(bev);
 	struct h1_conn *c = arg;
+	bufferevent_disable(bev, EV_WRITE); /* drained: back to flush() */
 	struct h1_req *r = c->req;
 	if (c->state != C_BUSY || !r)
 		return;
@@ -425,11 +457,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		refuse(c, 408, "the request was not received within CLIENT_TIMEOUT");
 		return;
 	case C_BUSY:
-		/* h1_end with nothing left to write: no write event will come. */
-		if (c->req && c->req->ended && !evbuffer_get_length(bufferevent_get_output(c->bev)))
-			complete(c);
-		return;
+		return; /* dispatch stopped it: the reply's deadline is the write timeout */
 	}
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	struct h1_conn *c = arg;
+	flush(c);
+	/* All of it reached the kernel, so no write event will come: do what
+	 * it would have done (complete an ended reply, or tell the handler the
+	 * output drained, which resumes a stream paused on h1_unsent). */
+	if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		on_write(c->bev, c);
 }
 
 static void conn_new(struct h1_server *s, evutil_socket_t fd)
@@ -438,14 +480,17 @@ static void conn_new(struct h1_server *s, evutil_socket_t fd)
 	if (c) {
 		c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		c->timer = evtimer_new(s->base, on_timer, c);
+		c->flush_ev = event_new(s->base, -1, 0, on_flush, c);
 	}
-	if (!c || !c->bev || !c->timer) {
+	if (!c || !c->bev || !c->timer || !c->flush_ev) {
 		if (c && c->bev)
 			bufferevent_free(c->bev);
 		else
 			close(fd);
 		if (c && c->timer)
 			event_free(c->timer);
+		if (c && c->flush_ev)
+			event_free(c->flush_ev);
 		gw_free(c);
 		return;
 	}
@@ -462,6 +507,7 @@ static void conn_new(struct h1_server *s, evutil_socket_t fd)
 	struct timeval wt = { s->lim.timeout_s, 0 };
 	bufferevent_set_timeouts(c->bev, NULL, &wt);
 	(void)bufferevent_set_max_single_read(c->bev, 65536);
+	bufferevent_disable(c->bev, EV_WRITE); /* see flush() */
 	bufferevent_enable(c->bev, EV_READ);
 	if (s->lim.max_conns > 0 && n > s->lim.max_conns) {
 		refuse(c, 503, "the gateway is at MAX_CONNECTIONS");
@@ -513,8 +559,7 @@ static void finish(struct h1_req *r)
 {
 	struct h1_conn *c = r->c;
 	r->ended = true;
-	if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
-		event_active(c->timer, EV_TIMEOUT, 0);
+	want_flush(c); /* on_flush completes the request once it is all sent */
 }
 
 void h1_reply(struct h1_req *r, int status, const char *body, size_t len)
@@ -538,6 +583,7 @@ void h1_start(struct h1_req *r, int status)
 	if (!r->chunked_out)
 		r->c->close_after = true;
 	write_head(r, status, r->chunked_out ? "Transfer-Encoding: chunked\r\n" : "");
+	want_flush(r->c);
 }
 
 void h1_write(struct h1_req *r, const char *p, size_t n)
@@ -548,6 +594,7 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
 	if (!r->chunked_out) {
 		evbuffer_add(out, p, n);
+		want_flush(r->c);
 		return;
 	}
 	/* Size line, data and CRLF written straight into the output buffer:
@@ -562,12 +609,15 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 		memcpy(d + hl, p, n);
 		memcpy(d + hl + n, "\r\n", 2);
 		v.iov_len = need;
-		if (evbuffer_commit_space(out, &v, 1) == 0)
+		if (evbuffer_commit_space(out, &v, 1) == 0) {
+			want_flush(r->c);
 			return;
+		}
 	}
 	evbuffer_add(out, hex, (size_t)hl);
 	evbuffer_add(out, p, n);
 	evbuffer_add(out, "\r\n", 2);
+	want_flush(r->c);
 }
 
 void h1_end(struct h1_req *r)

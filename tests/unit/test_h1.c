@@ -27,7 +27,28 @@ struct fx {
 	int port;
 	int handled;
 	char body[256];     /* body of the last request served */
+	int drain_left;     /* /drain: pieces still to write */
 };
+
+#define DRAIN_PIECES 6
+#define DRAIN_BIG (512 * 1024) /* more than a loopback socket takes at once */
+
+/* /drain writes its next piece only when the output has drained, like a
+ * stream under backpressure: if a drain went unreported it would stall. */
+static void drain_next(struct h1_req *r, void *arg)
+{
+	struct fx *f = arg;
+	if (--f->drain_left == 0) {
+		h1_end(r);
+		return;
+	}
+	size_t n = f->drain_left == DRAIN_PIECES / 2 ? DRAIN_BIG : 100;
+	char *p = malloc(n);
+	assert_non_null(p);
+	memset(p, 'a' + f->drain_left, n);
+	h1_write(r, p, n);
+	free(p);
+}
 
 /* /ok: 200 "hi"; /stream: three chunks; /body: echoes the body length;
  * refused requests: their status. */
@@ -44,6 +65,13 @@ static void handler(struct h1_req *r, void *arg)
 	size_t len;
 	const char *b = h1_req_body(r, &len);
 	snprintf(f->body, sizeof(f->body), "%.*s", (int)(len < 255 ? len : 255), b);
+	if (strcmp(h1_req_target(r), "/drain") == 0) {
+		f->drain_left = DRAIN_PIECES + 1;
+		h1_set_drain_cb(r, drain_next, f);
+		h1_start(r, 200);
+		drain_next(r, f);
+		return;
+	}
 	if (strcmp(h1_req_target(r), "/stream") == 0) {
 		h1_add_header(r, "Content-Type", "text/plain");
 		h1_start(r, 200);
@@ -185,6 +213,21 @@ static void test_chunked_both_ways(void **state)
 	close(fd);
 }
 
+static void test_drain_reported(void **state)
+{
+	struct fx *f = *state;
+	int fd = client(f);
+	static char buf[DRAIN_BIG + 65536];
+	bool closed;
+	send_all(fd, "GET /drain HTTP/1.1\r\nHost: a\r\n\r\n");
+	size_t n = pump(f, fd, 1, buf, sizeof(buf), &closed);
+	assert_false(closed);
+	assert_int_equal(f->drain_left, 0);
+	assert_true(n > DRAIN_BIG);
+	assert_non_null(strstr(buf + n - 5, "0\r\n\r\n"));
+	close(fd);
+}
+
 static void test_refusals_close(void **state)
 {
 	struct fx *f = *state;
@@ -303,6 +346,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_keep_alive_and_pipelining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunked_both_ways, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_reported, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_deadline, setup_short, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_cap, setup_cap, teardown),
