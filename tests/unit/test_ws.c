@@ -383,29 +383,40 @@ static void check_pattern(const char *p, size_t n)
 			fail_msg("byte %zu wrong", i);
 }
 
-static void test_big_message(void **state)
+/* path sends one message of len pattern bytes, then we close cleanly. */
+static void expect_pattern(struct fx *f, const char *path, size_t len)
 {
-	struct fx *f = *state;
 	struct cl c = { .close_after = 1 };
-	open_cl(f, &c, "/big?n=1048576", 0, 0);
+	open_cl(f, &c, path, 0, 0);
 	run(f, 1);
 	assert_int_equal(c.texts, 1);
-	assert_int_equal(c.last_len, 1048576);
+	assert_int_equal(c.last_len, len);
 	check_pattern(c.last, c.last_len);
 	assert_int_equal(c.err, GW_OK);
 	cl_release(&c);
 }
 
-static void test_over_limit(void **state)
+/* path sends a message over 512 KiB: refused with 1009, nothing delivered. */
+static void expect_over_limit(struct fx *f, const char *path)
 {
-	struct fx *f = *state;
 	struct cl c = { 0 };
-	open_cl(f, &c, "/big?n=1048576", 512 * 1024, 0);
+	open_cl(f, &c, path, 512 * 1024, 0);
 	run(f, 1);
 	assert_int_equal(c.texts, 0);
 	assert_int_equal(c.err, GW_ELIMIT);
 	assert_int_equal(c.code, 1009);
+	assert_int_equal(c.http_status, 101);
 	cl_release(&c);
+}
+
+static void test_big_message(void **state)
+{
+	expect_pattern(*state, "/big?n=1048576", 1048576);
+}
+
+static void test_over_limit(void **state)
+{
+	expect_over_limit(*state, "/big?n=1048576");
 }
 
 static void test_big_send(void **state)
@@ -452,31 +463,15 @@ static int peer_last_close(struct fx *f, int done)
 /* Fragments larger than wslay's read buffer, assembled into one message. */
 static void test_fragmented_big(void **state)
 {
-	struct fx *f = *state;
-	struct cl c = { .close_after = 1 };
-	open_cl(f, &c, "/fragbig?n=10000&k=3", 0, 0);
-	run(f, 1);
-	assert_int_equal(c.texts, 1);
-	assert_int_equal(c.last_len, 30000);
-	check_pattern(c.last, c.last_len);
-	assert_int_equal(c.err, GW_OK);
-	cl_release(&c);
+	expect_pattern(*state, "/fragbig?n=10000&k=3", 30000);
 }
 
 /* Each fragment fits, the message does not: refused before buffering it. */
 static void test_fragmented_over_limit(void **state)
 {
-	struct fx *f = *state;
-	struct cl c = { 0 };
-	open_cl(f, &c, "/fragbig?n=300000&k=3", 512 * 1024, 0);
-	run(f, 1);
-	assert_int_equal(c.texts, 0);
-	assert_int_equal(c.err, GW_ELIMIT);
-	assert_int_equal(c.code, 1009);
-	assert_int_equal(c.http_status, 101);
 	/* Not asked of the peer: our close frame is best effort, and closing
 	 * with its unread data pending resets the connection. */
-	cl_release(&c);
+	expect_over_limit(*state, "/fragbig?n=300000&k=3");
 }
 
 /* A fragmented binary message with a ping inside is skipped; an empty text
