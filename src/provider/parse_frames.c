@@ -10,6 +10,7 @@
 #include "provider/parse.h"
 #include "provider/jscan.h"
 #include "provider/parse_internal.h"
+#include "provider/parse_json.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -17,11 +18,6 @@
 static bool str_is(const json_t *v, const char *s)
 {
 	return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
-}
-
-static enum gw_err load_error(const json_error_t *jerr)
-{
-	return json_error_code(jerr) == json_error_out_of_memory ? GW_ENOMEM : GW_EPROTO;
 }
 
 static void item_other(struct frame_item *it, const json_t *type)
@@ -94,42 +90,45 @@ static void item_init(struct frame_item *it)
 
 static enum gw_err parse_line(const char *line, size_t n, frame_item_cb *cb, void *arg)
 {
-	json_error_t jerr;
-	json_t *obj = json_loadb(line, n, 0, &jerr);
-	if (!obj)
-		return load_error(&jerr);
-	enum gw_err err = GW_EPROTO;
-	if (json_is_object(obj)) {
-		struct frame_item it;
-		item_init(&it);
-		classify_inner(obj, &it);
-		err = cb(arg, &it) ? GW_OK : GW_ECANCELED;
-	}
+	json_t *obj;
+	enum gw_err err = parse_json_object(line, n, &obj);
+	if (err)
+		return err;
+	struct frame_item it;
+	item_init(&it);
+	classify_inner(obj, &it);
+	err = cb(arg, &it) ? GW_OK : GW_ECANCELED;
 	json_decref(obj);
 	return err;
 }
 
-/* An update's buffer: newline-separated JSON objects, blank lines skipped. */
+/* The next non-blank line of s[*at..n): an update's buffer holds
+ * newline-separated JSON objects, blank lines skipped. */
+static bool next_line(const char *s, size_t n, size_t *at, const char **line, size_t *len)
+{
+	while (*at < n) {
+		const char *p = s + *at, *nl = memchr(p, '\n', n - *at);
+		size_t l = nl ? (size_t)(nl - p) : n - *at;
+		*at += l + (nl ? 1 : 0);
+		if (!blank(p, l)) {
+			*line = p;
+			*len = l;
+			return true;
+		}
+	}
+	return false;
+}
+
 static enum gw_err parse_buffer(const json_t *buffer, frame_item_cb *cb, void *arg)
 {
 	if (!json_is_string(buffer))
 		return GW_EPROTO;
-	const char *s = json_string_value(buffer);
-	size_t n = json_string_length(buffer);
-	while (n) {
-		const char *nl = memchr(s, '\n', n);
-		size_t len = nl ? (size_t)(nl - s) : n;
-		if (!blank(s, len)) {
-			enum gw_err err = parse_line(s, len, cb, arg);
-			if (err)
-				return err;
-		}
-		if (!nl)
-			break;
-		s = nl + 1;
-		n -= len + 1;
-	}
-	return GW_OK;
+	const char *s = json_string_value(buffer), *line;
+	size_t n = json_string_length(buffer), at = 0, len;
+	enum gw_err err = GW_OK;
+	while (!err && next_line(s, n, &at, &line, &len))
+		err = parse_line(line, len, cb, arg);
+	return err;
 }
 
 /* state.inProgress must be a boolean (a missing one must not end a reply);
@@ -167,11 +166,11 @@ static enum gw_err parse_outer(const json_t *root, frame_item_cb *cb, void *arg)
 
 static enum gw_err parse_jansson(const char *msg, size_t n, frame_item_cb *cb, void *arg)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(msg, n, 0, &jerr);
-	if (!root)
-		return load_error(&jerr);
-	enum gw_err err = json_is_object(root) ? parse_outer(root, cb, arg) : GW_EPROTO;
+	json_t *root;
+	enum gw_err err = parse_json_object(msg, n, &root);
+	if (err)
+		return err;
+	err = parse_outer(root, cb, arg);
 	json_decref(root);
 	return err;
 }
@@ -190,7 +189,6 @@ static enum gw_err parse_jansson(const char *msg, size_t n, frame_item_cb *cb, v
  * snapshot frames of replies up to about this size; larger ones make one
  * allocation (jansson makes dozens). */
 #define FAST_SCRATCH 16384
-#define FAST_ITEMS 8      /* items kept from validation; later ones are classified again */
 
 #define IS(v, lit) jscan_str_eq((v), (lit), sizeof(lit) - 1)
 
@@ -295,22 +293,6 @@ static bool fast_line(const char *line, size_t n, struct fast_item *it)
 	return true;
 }
 
-/* The next non-blank line of s[*at..n), split as parse_buffer splits. */
-static bool next_line(char *s, size_t n, size_t *at, char **line, size_t *len)
-{
-	while (*at < n) {
-		char *p = s + *at, *nl = memchr(p, '\n', n - *at);
-		size_t l = nl ? (size_t)(nl - p) : n - *at;
-		*at += l + (nl ? 1 : 0);
-		if (!blank(p, l)) {
-			*line = p;
-			*len = l;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* A string of an item, unescaped in place: it lies in the scratch copy of
  * the buffer, and each string is unescaped once, when its item goes out. */
 static const char *fast_str(const struct jscan_val *v, size_t *len)
@@ -333,31 +315,22 @@ static bool fast_deliver(const struct fast_item *f, frame_item_cb *cb, void *arg
 	return cb(arg, &it);
 }
 
-/* The unescaped buffer s[0..n): every line is validated before the first
- * item goes out. */
-static bool fast_lines(char *s, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
+/* The unescaped buffer s[0..n), line by line: a line of the usual shape
+ * goes out from the scanner, any other through jansson, which gives the
+ * same item (or error) the jansson path would give for it. */
+static enum gw_err fast_lines(char *s, size_t n, frame_item_cb *cb, void *arg)
 {
-	struct fast_item items[FAST_ITEMS], extra;
-	size_t count = 0, at = 0, resume = 0, len;
-	char *line;
-	while (next_line(s, n, &at, &line, &len)) {
-		if (!fast_line(line, len, count < FAST_ITEMS ? &items[count] : &extra))
-			return false;
-		if (++count == FAST_ITEMS)
-			resume = at;
+	const char *line;
+	size_t at = 0, len;
+	enum gw_err err = GW_OK;
+	while (!err && next_line(s, n, &at, &line, &len)) {
+		struct fast_item f;
+		if (fast_line((char *)line, len, &f)) /* s is ours: strings unescape in place */
+			err = fast_deliver(&f, cb, arg) ? GW_OK : GW_ECANCELED;
+		else
+			err = parse_line(line, len, cb, arg);
 	}
-	*err = GW_ECANCELED;
-	for (size_t i = 0; i < count && i < FAST_ITEMS; i++)
-		if (!fast_deliver(&items[i], cb, arg))
-			return true;
-	for (at = resume; count > FAST_ITEMS && next_line(s, n, &at, &line, &len);) {
-		bool ok = fast_line(line, len, &extra); /* validated above: cannot fail */
-		GW_ASSERT(ok);
-		if (!fast_deliver(&extra, cb, arg))
-			return true;
-	}
-	*err = GW_OK;
-	return true;
+	return err;
 }
 
 static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void *arg, enum gw_err *err)
@@ -367,10 +340,10 @@ static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void 
 	if (!s)
 		return false; /* jansson will meet the same shortage and say so */
 	size_t n = jscan_str_decode(buffer, s);
-	bool handled = fast_lines(s, n, cb, arg, err);
+	*err = fast_lines(s, n, cb, arg);
 	if (s != stack)
 		gw_free(s);
-	return handled;
+	return true;
 }
 
 /* classify_state on jscan values. */

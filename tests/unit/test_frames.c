@@ -478,7 +478,8 @@ static void test_fast_matches_slow(void **state)
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"role\\\":\\\"user\\\"}\\n{\\\"type\\\":\\\"tool_call\\\"}\\n"
 		   "{\\\"type\\\":\\\"thinking\\\",\\\"thinking\\\":\\\"t\\\\ud83d\\\\ude42\\\"}\"}", GW_OK, 3);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\"} ", GW_OK, 1);
-	/* ...and shapes it hands to jansson whole. */
+	/* ...and shapes it hands to jansson: the whole frame, or a line of an
+	 * update that is not of the usual shape. */
 	check_both(SLOW, "{\"type\":\"upd\\u0061te\",\"type\":\"s\\u00e9\",\"buffer\":\"\"}", GW_OK, 1);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
 		   "{\\\"content\\\":\\\"a\\\"}}\\n[1]\\n\"}", GW_EPROTO, 1);
@@ -488,8 +489,8 @@ static void test_fast_matches_slow(void **state)
 	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
 }
 
-/* More lines than the fast path keeps from validation: the rest are
- * classified again as they go out, in order, and a stop among them holds. */
+/* Many lines in one update: every item goes out, in order, and a stop
+ * among them holds. */
 static void test_fast_many_lines(void **state)
 {
 	(void)state;
