@@ -57,6 +57,18 @@ uint64_t gw_now_us(void);
 /* Wall clock seconds since the epoch. */
 int64_t gw_wall_s(void);
 
+/* The value of a hex digit, -1 for any other byte. */
+static inline int gw_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* Constant-time comparison of two byte strings (lengths may differ). */
 bool gw_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

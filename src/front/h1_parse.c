@@ -233,20 +233,12 @@ const char *h1_head_get(const struct h1_head *h, const char *name)
 
 enum { C_SIZE0, C_SIZE, C_BWS, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TLINE, C_TLINE_LF, C_END_LF };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* One byte of everything but chunk data. */
 static enum h1_chunk_rc meta_byte(struct h1_chunked *c, char ch)
 {
 	if (++c->meta > CHUNK_META_MAX)
 		return H1_CHUNK_BAD;
-	int hv = hexval(ch);
+	int hv = gw_hexval(ch);
 	switch (c->state) {
 	case C_SIZE0:
 	case C_SIZE:

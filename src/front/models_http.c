@@ -112,21 +112,13 @@ void models_http_list(struct h1_req *req, struct req_ctx *ctx)
 	start(req, ctx, "");
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Model ids may hold '/' or ':' sent percent-encoded; a bad escape stays as sent. */
 static void percent_decode(const char *s, char *out, size_t n)
 {
 	size_t o = 0;
 	for (; *s && o + 1 < n; s++) {
 		int hi, lo;
-		if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0 && (hi || lo)) {
+		if (*s == '%' && (hi = gw_hexval(s[1])) >= 0 && (lo = gw_hexval(s[2])) >= 0 && (hi || lo)) {
 			out[o++] = (char)(hi * 16 + lo);
 			s += 2;
 		} else {

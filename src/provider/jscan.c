@@ -93,17 +93,6 @@ static const uchar *skip_plain(const uchar *p, const uchar *end)
 	return p;
 }
 
-static int hexval(uchar c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The four hex digits at p as a number, -1 if they are not four hex digits. */
 static long hex4(const uchar *p, const uchar *end)
 {
@@ -111,7 +100,7 @@ static long hex4(const uchar *p, const uchar *end)
 		return -1;
 	long v = 0;
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(p[i]);
+		int h = gw_hexval(p[i]);
 		if (h < 0)
 			return -1;
 		v = v * 16 + h;

@@ -80,14 +80,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Percent-decodes p[0..n) into out (NUL-terminated); false if malformed,
  * too long or decoding to a NUL. */
 static bool pct_decode(const char *p, size_t n, char *out, size_t outsz)
@@ -96,8 +88,8 @@ static bool pct_decode(const char *p, size_t n, char *out, size_t outsz)
 	for (size_t i = 0; i < n; i++) {
 		int c = (unsigned char)p[i];
 		if (c == '%') {
-			int hi = n - i >= 3 ? hexval(p[i + 1]) : -1;
-			int lo = n - i >= 3 ? hexval(p[i + 2]) : -1;
+			int hi = n - i >= 3 ? gw_hexval(p[i + 1]) : -1;
+			int lo = n - i >= 3 ? gw_hexval(p[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return false;
 			c = hi * 16 + lo;
