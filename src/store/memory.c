@@ -36,6 +36,7 @@ struct mem_table {
 	size_t count;
 	size_t max;
 	struct mem_link lru; /* sentinel */
+	struct mem_link *cursor; /* the sweep's next item, NULL between sweeps */
 };
 
 #define ITEM_OF(l) ((struct mem_item *)(void *)((char *)(l) - offsetof(struct mem_item, lru)))
@@ -88,8 +89,17 @@ static void lru_push_front(struct mem_table *t, struct mem_item *it)
 	t->lru.next = &it->lru;
 }
 
+/* it leaves its place in the LRU list: a sweep paused there goes on from
+ * the next item. */
+static void cursor_skip(struct mem_table *t, const struct mem_item *it)
+{
+	if (t->cursor == &it->lru)
+		t->cursor = it->lru.next;
+}
+
 static void tbl_touch(struct mem_table *t, struct mem_item *it, int64_t now)
 {
+	cursor_skip(t, it);
 	it->used = now;
 	lru_unlink(it);
 	lru_push_front(t, it);
@@ -110,6 +120,7 @@ static void tbl_remove(struct mem_table *t, struct mem_item *it)
 	while (*pp != it)
 		pp = &(*pp)->hnext;
 	*pp = it->hnext;
+	cursor_skip(t, it);
 	lru_unlink(it);
 	t->count--;
 	item_free(it);
@@ -302,19 +313,33 @@ static void mem_exec(void *be, struct store_op *op)
 	store__op_done(op);
 }
 
-static void mem_sweep(void *be, int64_t now)
+/* Ops of every worker wait while a sweep call runs (store.c's exec_mu),
+ * so one call looks at this many items at most. */
+#define MEM_SWEEP_STEP 1024
+
+static bool mem_sweep(void *be, int64_t now)
 {
 	struct mem *m = be;
+	int left = MEM_SWEEP_STEP;
 	/* The LRU tail is the least recently used, so expired conversations
-	 * sit together at the tail. kv expiries are per item: walk them all
-	 * (a handful of per-account values). */
-	while (m->conv.lru.prev != &m->conv.lru && conv_expired(m, ITEM_OF(m->conv.lru.prev), now))
+	 * sit together at the tail. */
+	for (; left && m->conv.lru.prev != &m->conv.lru && conv_expired(m, ITEM_OF(m->conv.lru.prev), now); left--)
 		tbl_remove(&m->conv, ITEM_OF(m->conv.lru.prev));
-	for (struct mem_link *l = m->kv.lru.next, *next; l != &m->kv.lru; l = next) {
-		next = l->next;
-		if (kv_expired(ITEM_OF(l), now))
-			tbl_remove(&m->kv, ITEM_OF(l));
+	/* kv expiries are per item, and there are records per chat: walk them
+	 * all, a step per call; the cursor survives the ops in between. */
+	struct mem_table *t = &m->kv;
+	if (left && !t->cursor)
+		t->cursor = t->lru.next;
+	for (; left && t->cursor && t->cursor != &t->lru; left--) {
+		struct mem_item *it = ITEM_OF(t->cursor);
+		t->cursor = t->cursor->next;
+		if (kv_expired(it, now))
+			tbl_remove(t, it);
 	}
+	if (!left)
+		return true;
+	t->cursor = NULL;
+	return false;
 }
 
 static void mem_free(void *be)

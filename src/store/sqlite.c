@@ -465,7 +465,8 @@ static bool sweep_round(struct sq *q, int64_t now)
 	return a == SQ_SWEEP_BATCH || b == SQ_SWEEP_BATCH || over >= SQ_SWEEP_BATCH;
 }
 
-static void sq_sweep(void *be, int64_t now)
+/* Goes on by itself (`again`), on the store thread: nothing else waits. */
+static bool sq_sweep(void *be, int64_t now)
 {
 	struct sq *q = be;
 	bool more = false;
@@ -477,6 +478,7 @@ static void sq_sweep(void *be, int64_t now)
 		if (evtimer_add(q->again, &tv))
 			log_warn(NULL, "sqlite store: cannot schedule the rest of a sweep");
 	}
+	return false;
 }
 
 static void on_again(evutil_socket_t fd, short what, void *arg)
@@ -484,7 +486,7 @@ static void on_again(evutil_socket_t fd, short what, void *arg)
 	struct sq *q = arg;
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
-	sq_sweep(q, q->again_now);
+	(void)sq_sweep(q, q->again_now);
 }
 
 const struct store_backend store__sqlite = {

@@ -322,8 +322,9 @@ static void op_exec(struct store *s, struct store_op *op)
 {
 	op->now = store_now(s);
 	if (op->kind == STORE_OP_SWEEP) {
-		if (s->be_ops->sweep)
-			s->be_ops->sweep(s->be, op->now);
+		/* the test hook: the whole sweep at once */
+		while (s->be_ops->sweep && s->be_ops->sweep(s->be, op->now))
+			;
 		store__op_done(op);
 	} else {
 		s->be_ops->exec(s->be, op);
@@ -438,9 +439,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	if (!s->be_ops->sweep)
 		return;
-	pthread_mutex_lock(&s->exec_mu);
-	s->be_ops->sweep(s->be, store_now(s));
-	pthread_mutex_unlock(&s->exec_mu);
+	int64_t now = store_now(s);
+	bool more;
+	do {
+		pthread_mutex_lock(&s->exec_mu);
+		more = s->be_ops->sweep(s->be, now);
+		pthread_mutex_unlock(&s->exec_mu);
+	} while (more);
 }
 
 static void sync_finish(struct store_op *op)

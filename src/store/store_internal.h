@@ -108,7 +108,9 @@ struct store_backend {
 			    struct event_base *base, void **be, char *err, size_t errlen);
 	void (*exec)(void *be, struct store_op *op);
 	/* Optional: expire by TTL and enforce max_entries. */
-	void (*sweep)(void *be, int64_t now);
+	/* Returns true while work is left for another call: between calls an
+	 * inline backend lets the callers' ops in. */
+	bool (*sweep)(void *be, int64_t now);
 	/* Ops exec'd but not done yet (async backends); NULL means 0. */
 	size_t (*busy)(void *be);
 	/* exec finishes every op before it returns and never blocks: ops then

@@ -353,6 +353,9 @@ static void test_fire_and_forget(void **state)
 	event_base_free(b);
 }
 
+/* Threaded backends (sqlite, redis): ops cancelled while still queued.
+ * The memory store runs ops at once, so there they are cancelled while
+ * delivering, which must hold as well. */
 static void test_cancel_queued(void **state)
 {
 	(void)state;
@@ -680,6 +683,46 @@ static void test_open_kind(void **state)
 	store_close(s);
 }
 
+/* The memory store sweeps a step at a time (its callers wait for each
+ * step): a sweep still reaches every item, not only the first step's. The
+ * clock is moved back afterwards, where an item left in place would still
+ * be found. */
+static void test_sweep_in_steps(void **state)
+{
+	(void)state;
+	struct store_opts o = { .ttl_s = 100, .max_entries = 100000 };
+	struct store *s = t_open_opts(&o);
+	struct event_base *b = t_base();
+	char name[32];
+	uint8_t k[32];
+	for (unsigned i = 0; i < 3000; i++) {
+		snprintf(name, sizeof(name), "e%u", i);
+		assert_int_equal(put_kv(s, b, name, "v", 1, 10), GW_OK);
+		snprintf(name, sizeof(name), "k%u", i);
+		assert_int_equal(put_kv(s, b, name, "v", 1, 0), GW_OK);
+		mkkey(k, i, 12);
+		assert_int_equal(put_conv(s, b, k, "c"), GW_OK);
+	}
+	store__time_shift(s, 200);
+	store__sweep(s);
+	store__time_shift(s, 0);
+	struct res r;
+	for (unsigned i = 0; i < 3000; i += 999) {
+		snprintf(name, sizeof(name), "e%u", i);
+		assert_int_equal(get_kv(s, b, name, &r), GW_OK);
+		assert_false(r.found);
+		res_clear(&r);
+		snprintf(name, sizeof(name), "k%u", i);
+		assert_int_equal(get_kv(s, b, name, &r), GW_OK);
+		assert_true(r.found);
+		res_clear(&r);
+		mkkey(k, i, 12);
+		expect_conv(s, b, k, NULL);
+	}
+	store_close(s);
+	event_base_free(b);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -687,6 +730,7 @@ int main(void)
 		T_COMMON_TESTS,
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_max_entries),
+		cmocka_unit_test(test_sweep_in_steps),
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_url_errors),
 		cmocka_unit_test(test_open_kind),
