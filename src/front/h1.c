@@ -37,7 +37,6 @@ struct h1_server {
 	h1_handler cb;
 	void *arg;
 	struct h1_conn *conns;
-	bool stopped;
 };
 
 struct h1_conn {
@@ -63,10 +62,8 @@ struct h1_req {
 	int refused;
 	const char *why;
 	struct buf hdrs;        /* response headers added so far */
-	bool handed;            /* the handler has it */
 	bool started;
 	bool ended;
-	bool chunked_out;
 	h1_req_cb close_cb, drain_cb, done_cb;
 	void *close_arg, *drain_arg, *done_arg;
 };
@@ -112,10 +109,7 @@ static struct h1_req *req_new(struct h1_conn *c)
 	if (!r)
 		return NULL;
 	r->c = c;
-	r->head.target = "/";
-	r->head.method_s = "";
-	r->head.method = H1_OTHER;
-	r->head.content_length = -1;
+	h1_head_reset(&r->head); /* what a refusal before the parse shows */
 	buf_init(&r->body, c->s->lim.max_body);
 	buf_init(&r->hdrs, H1_HDR_MAX);
 	return r;
@@ -188,7 +182,7 @@ static void conn_free(struct h1_conn *c)
 	struct h1_req *r = c->req;
 	if (r) {
 		c->req = NULL;
-		if (r->handed && !r->ended && r->close_cb)
+		if (!r->ended && r->close_cb) /* only a handler sets one */
 			r->close_cb(r, r->close_arg);
 		if (r->done_cb)
 			r->done_cb(r, r->done_arg);
@@ -223,8 +217,7 @@ static void dispatch(struct h1_conn *c)
 	struct h1_req *r = c->req;
 	c->state = C_BUSY;
 	evtimer_del(c->timer);
-	r->handed = true;
-	if (!r->head.keep_alive || c->s->stopped)
+	if (!r->head.keep_alive)
 		c->close_after = true;
 	c->s->cb(r, c->s->arg);
 }
@@ -240,10 +233,6 @@ static void refuse(struct h1_conn *c, int status, const char *why)
 	r->refused = status;
 	r->why = why;
 	r->head.keep_alive = false;
-	if (!r->head.target) /* the head parser stopped before the request line was whole */
-		r->head.target = "/";
-	if (!r->head.method_s)
-		r->head.method_s = "";
 	dispatch(c);
 }
 
@@ -414,10 +403,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+/* All of the output reached the kernel: an ended reply is complete, a
+ * stream may go on (the handler resumes one paused on h1_unsent). */
+static void drained(struct h1_conn *c)
 {
-	struct h1_conn *c = arg;
-	bufferevent_disable(bev, EV_WRITE); /* drained: back to flush() */
 	struct h1_req *r = c->req;
 	if (c->state != C_BUSY || !r)
 		return;
@@ -425,6 +414,12 @@ static void on_write(struct bufferevent *bev, void *arg)
 		complete(c);
 	else if (r->drain_cb)
 		r->drain_cb(r, r->drain_arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	bufferevent_disable(bev, EV_WRITE); /* back to flush() */
+	drained(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -467,11 +462,9 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	struct h1_conn *c = arg;
 	flush(c);
-	/* All of it reached the kernel, so no write event will come: do what
-	 * it would have done (complete an ended reply, or tell the handler the
-	 * output drained, which resumes a stream paused on h1_unsent). */
+	/* Unless the write event took over, no on_write will come. */
 	if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
-		on_write(c->bev, c);
+		drained(c);
 }
 
 static void conn_new(struct h1_server *s, evutil_socket_t fd)
@@ -518,6 +511,12 @@ static void conn_new(struct h1_server *s, evutil_socket_t fd)
 
 /* ---- replies ---- */
 
+/* HTTP/1.0 has no chunks: the end of the body is the end of the connection. */
+static bool chunked(const struct h1_req *r)
+{
+	return r->head.minor == 1;
+}
+
 /* "%zx\r\n" without printf (once per streamed piece); out holds 20 bytes. */
 static int chunk_size_line(char out[static 20], size_t n)
 {
@@ -543,8 +542,6 @@ static void write_head(struct h1_req *r, int status, const char *framing)
 {
 	struct h1_conn *c = r->c;
 	char line[64];
-	if (c->s->stopped)
-		c->close_after = true;
 	int n = snprintf(line, sizeof(line), "HTTP/1.%d %d %s\r\n", r->head.minor == 0 && !r->refused ? 0 : 1,
 			 status, reason(status));
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -578,11 +575,9 @@ void h1_start(struct h1_req *r, int status)
 {
 	GW_ASSERT(!r->started);
 	r->started = true;
-	/* HTTP/1.0 has no chunks: the end of the body is the end of the connection. */
-	r->chunked_out = r->head.minor == 1;
-	if (!r->chunked_out)
+	if (!chunked(r))
 		r->c->close_after = true;
-	write_head(r, status, r->chunked_out ? "Transfer-Encoding: chunked\r\n" : "");
+	write_head(r, status, chunked(r) ? "Transfer-Encoding: chunked\r\n" : "");
 	want_flush(r->c);
 }
 
@@ -592,28 +587,16 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	if (!n || r->head.method == H1_HEAD)
 		return;
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
-	if (!r->chunked_out) {
+	if (!chunked(r)) {
 		evbuffer_add(out, p, n);
 		want_flush(r->c);
 		return;
 	}
-	/* Size line, data and CRLF written straight into the output buffer:
-	 * one copy per piece. */
+	/* Size line, data and CRLF into one contiguous stretch of the output
+	 * (made room for first): one copy per piece, one iovec per writev. */
 	char hex[24];
 	int hl = chunk_size_line(hex, n);
-	size_t need = (size_t)hl + n + 2;
-	struct evbuffer_iovec v;
-	if (evbuffer_reserve_space(out, (ev_ssize_t)need, &v, 1) == 1 && v.iov_len >= need) {
-		char *d = v.iov_base;
-		memcpy(d, hex, (size_t)hl);
-		memcpy(d + hl, p, n);
-		memcpy(d + hl + n, "\r\n", 2);
-		v.iov_len = need;
-		if (evbuffer_commit_space(out, &v, 1) == 0) {
-			want_flush(r->c);
-			return;
-		}
-	}
+	(void)evbuffer_expand(out, (size_t)hl + n + 2);
 	evbuffer_add(out, hex, (size_t)hl);
 	evbuffer_add(out, p, n);
 	evbuffer_add(out, "\r\n", 2);
@@ -623,7 +606,7 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 void h1_end(struct h1_req *r)
 {
 	GW_ASSERT(r->started && !r->ended);
-	if (r->chunked_out && r->head.method != H1_HEAD)
+	if (chunked(r) && r->head.method != H1_HEAD)
 		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
 	finish(r);
 }
@@ -648,7 +631,7 @@ static void accept_retry(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct h1_server *s = arg;
-	if (!s->stopped && s->lis)
+	if (s->lis) /* NULL once stopped */
 		evconnlistener_enable(s->lis);
 }
 
@@ -695,7 +678,6 @@ void h1_server_set_limits(struct h1_server *s, const struct h1_limits *lim)
 
 void h1_server_stop(struct h1_server *s)
 {
-	s->stopped = true;
 	/* Closed, not paused: new connections are refused at once (a load
 	 * balancer or client retries elsewhere) instead of waiting in the
 	 * backlog until exit. */

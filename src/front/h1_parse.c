@@ -157,7 +157,6 @@ static int parse_length(const char *v, int64_t *out)
 static int derive(struct h1_head *h, const char **why)
 {
 	int n_cl = 0, n_te = 0, n_host = 0;
-	h->content_length = -1;
 	h->keep_alive = h->minor == 1;
 	for (size_t i = 0; i < h->n_headers; i++) {
 		const char *n = h->h[i].name, *v = h->h[i].value;
@@ -198,10 +197,19 @@ size_t h1_head_slots(const char *p, size_t len)
 	return n;
 }
 
+void h1_head_reset(struct h1_head *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->target = "/";
+	h->method_s = "";
+	h->method = H1_OTHER;
+	h->content_length = -1;
+}
+
 int h1_parse_head(char *p, size_t len, struct h1_head *h, struct h1_header *hdrs, size_t cap,
 		  const char **why)
 {
-	memset(h, 0, sizeof(*h));
+	h1_head_reset(h);
 	h->h = hdrs;
 	h->cap = cap;
 	*why = "";

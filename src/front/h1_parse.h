@@ -34,6 +34,11 @@ struct h1_head {
 	bool expect_continue;
 };
 
+/* A head with nothing parsed: target "/", method H1_OTHER named "", no
+ * Content-Length. h1_parse_head starts from it, and so does a request
+ * refused before its head was read. */
+void h1_head_reset(struct h1_head *h);
+
 /* Length of the head at the start of p (request line up to and including the
  * empty line), 0 when the empty line has not arrived yet. from is where the
  * previous call stopped looking, so a head trickling in is scanned once. */
