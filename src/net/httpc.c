@@ -346,15 +346,18 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
 	GW_UNUSED(purpose);
 	struct httpc_owner *o = arg;
 	curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	if (fd == CURL_SOCKET_BAD)
-		o->sock_errno = errno;
+	o->sock_errno = fd == CURL_SOCKET_BAD ? errno : 0; /* a later attempt may succeed */
 	return fd;
 }
 
-bool httpc__local_failure(const struct httpc_owner *o)
+enum gw_err httpc__result_err(const struct httpc_owner *o, CURLcode res)
 {
 	int e = o->sock_errno;
-	return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+	if (res == CURLE_OPERATION_TIMEDOUT)
+		return GW_ETIMEOUT;
+	if (res == CURLE_OUT_OF_MEMORY || e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+		return GW_ENOMEM;
+	return GW_EIO;
 }
 
 enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner)
@@ -543,15 +546,10 @@ static void fill_error(struct httpc_call *c, CURLcode res, struct httpc_resp *r)
 	} else if (c->write_err) {
 		r->err = c->write_err;
 		r->error = gw_strerror(c->write_err);
-	} else if (res == CURLE_OPERATION_TIMEDOUT) {
-		r->err = GW_ETIMEOUT;
-	} else if (res == CURLE_OUT_OF_MEMORY) {
-		r->err = GW_ENOMEM;
-	} else if (httpc__local_failure(&c->owner)) {
-		r->err = GW_ENOMEM;
-		r->error = "no descriptor or memory for a socket here (not an upstream fault)";
 	} else {
-		r->err = GW_EIO;
+		r->err = httpc__result_err(&c->owner, res);
+		if (r->err == GW_ENOMEM && res != CURLE_OUT_OF_MEMORY)
+			r->error = "no descriptor or memory for a socket here (not an upstream fault)";
 	}
 }
 

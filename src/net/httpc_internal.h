@@ -17,13 +17,15 @@ struct httpc_owner {
 	 * the handle is then failed from the loop with CURLE_OUT_OF_MEMORY. */
 	bool doomed;
 	struct httpc_owner *next_doomed;
-	/* errno of a socket() that failed for this handle: tells the gateway's
-	 * own shortage (EMFILE, ...) from an upstream that cannot be reached. */
+	/* errno of this handle's last socket(), 0 if it succeeded: tells the
+	 * gateway's own shortage (EMFILE, ...) from an upstream that cannot be
+	 * reached. */
 	int sock_errno;
 };
 
-/* The handle failed for want of a descriptor or memory here, not upstream. */
-bool httpc__local_failure(const struct httpc_owner *o);
+/* What a failed transfer means: GW_ETIMEOUT, GW_ENOMEM (no descriptor or
+ * memory here, not an upstream fault) or GW_EIO. */
+enum gw_err httpc__result_err(const struct httpc_owner *o, CURLcode res);
 
 struct event_base *httpc__base(struct httpc *h);
 const char *httpc__user_agent(const struct httpc *h);

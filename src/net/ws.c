@@ -1037,8 +1037,7 @@ static void connect_done(struct httpc_owner *o, CURLcode res)
 	enter(w);
 	curl_socket_t fd = CURL_SOCKET_BAD;
 	if (res != CURLE_OK) {
-		bool local = res == CURLE_OUT_OF_MEMORY || httpc__local_failure(&w->owner);
-		finish(w, res == CURLE_OPERATION_TIMEDOUT ? GW_ETIMEOUT : local ? GW_ENOMEM : GW_EIO, 0, 0);
+		finish(w, httpc__result_err(&w->owner, res), 0, 0);
 	} else if (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd) || fd == CURL_SOCKET_BAD) {
 		finish(w, GW_EIO, 0, 0);
 	} else {
