@@ -297,12 +297,21 @@ static ssize_t io_recv(struct ws *w, void *p, size_t n)
 			return IO_AGAIN;
 		return rc ? IO_ERR : (ssize_t)got;
 	}
+	/* A short read on a plain socket emptied it: say so without the recv
+	 * that would only return EAGAIN (the fd is level-triggered, so bytes
+	 * arriving meanwhile wake us again; on_io clears the mark). Not for
+	 * TLS, where the library may hold decrypted bytes the socket does not
+	 * show. */
+	if (w->drained)
+		return IO_AGAIN;
 	ssize_t r;
 	do
 		r = recv(w->fd, p, n, 0);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_AGAIN : IO_ERR;
+	if (r > 0 && (size_t)r < n)
+		w->drained = true;
 	return r;
 }
 
@@ -524,17 +533,9 @@ static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 		w->kick = true; /* more next turn; also covers TLS-buffered bytes */
 		goto block;
 	}
-	/* A short read on a plain socket emptied it: say so without the
-	 * recv that would only return EAGAIN (the fd is level-triggered, so
-	 * bytes arriving meanwhile wake us again). Not for TLS, where the
-	 * library may hold decrypted bytes the socket does not show. */
-	if (w->drained)
-		goto block;
 	ssize_t r = io_recv(w, buf, len);
 	if (r > 0) {
 		w->pass_bytes += (size_t)r;
-		if (w->io == WS_IO_FD && (size_t)r < len)
-			w->drained = true;
 		w->rd = RD_GOT;
 		return r;
 	}
@@ -957,18 +958,13 @@ static void hs_recv(struct ws *w)
 			finish(w, GW_EIO, 0, 0);
 			return;
 		}
-		if (w->io == WS_IO_FD && (size_t)r < room)
-			w->drained = true; /* also for the frame pass right after the 101 */
 		w->in.len += (size_t)r;
 		w->in.p[w->in.len] = '\0';
 		int status;
 		size_t hl;
 		err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
-		if (err == GW_EAGAIN) {
-			if (w->drained)
-				return; /* the rest comes with a later wake-up */
-			continue;
-		}
+		if (err == GW_EAGAIN)
+			continue; /* io_recv knows when the socket is empty */
 		if (err) {
 			finish(w, err, 0, status);
 			return;
@@ -1244,7 +1240,8 @@ enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 		if (!f)
 			return GW_ENOMEM;
 		out_data(w, f);
-		kick(w);
+		if (w->depth == 0)
+			settle(w); /* it goes when the fd is writable; a pass now would find it full */
 		return GW_OK;
 	}
 	/* Nothing ahead: send from the caller's bytes at once (no user
@@ -1265,8 +1262,12 @@ enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 			err = GW_ENOMEM;
 		}
 	}
-	if (err != GW_EAGAIN)
-		w->send_err = err; /* the frame is cut: on_close tells, from the loop */
+	if (err == GW_EAGAIN) {
+		if (w->depth == 0)
+			settle(w); /* the rest goes when the fd is writable */
+		return GW_OK;
+	}
+	w->send_err = err; /* the frame is cut: on_close tells, from the loop */
 	kick(w);
 	return err == GW_ENOMEM ? GW_ENOMEM : GW_OK;
 }
