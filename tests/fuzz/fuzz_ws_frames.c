@@ -46,9 +46,12 @@ static void on_text(void *arg, const char *p, size_t n)
 static void on_close(void *arg, enum gw_err err, int code, int http_status)
 {
 	struct run *r = arg;
-	GW_UNUSED(err);
-	GW_UNUSED(code);
 	GW_ASSERT(r->closes++ == 0);
+	/* The code says why, as ws.h promises. */
+	if (err == GW_OK)
+		GW_ASSERT(code == 1005 || (code >= 1000 && code <= 4999));
+	else
+		GW_ASSERT(code == (err == GW_EPROTO ? 1002 : err == GW_ELIMIT ? 1009 : 1006));
 	GW_ASSERT(http_status == 101);
 	event_base_loopbreak(r->base);
 }

@@ -247,6 +247,7 @@ struct cl {
 	/* behaviour */
 	const char *send_on_open;
 	size_t send_len;
+	const char *send2_on_open; /* NUL-terminated, sent right after */
 	int close_after;      /* ws_close(1000) after this many texts */
 	int free_after;       /* ws_free after this many texts */
 	bool pause_first;     /* ws_pause(true) in the first on_text */
@@ -264,6 +265,8 @@ static void cl_open(void *arg)
 	c->watched_at_open = httpc__watched(c->f->h);
 	if (c->send_on_open)
 		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
+	if (c->send2_on_open)
+		assert_int_equal(ws_send_text(c->w, c->send2_on_open, strlen(c->send2_on_open)), GW_OK);
 	if (c->close_on_open)
 		ws_close(c->w, 1000);
 }
@@ -483,6 +486,7 @@ static void test_mixed(void **state)
 	open_cl(f, &c, "/mixed", 0, 0);
 	run(f, 1);
 	assert_int_equal(c.texts, 2);
+	assert_string_equal(c.log, "after"); /* the empty text, then "after": no binary */
 	assert_string_equal(c.last, "after");
 	assert_int_equal(c.err, GW_OK);
 	cl_release(&c);
@@ -533,6 +537,27 @@ static void test_send_then_close(void **state)
 	assert_string_equal(c.last, "last words");
 	assert_int_equal(c.err, GW_OK);
 	assert_int_equal(c.code, 1000);
+	cl_release(&c);
+}
+
+/* The same with the message queued: a first one larger than the socket
+ * takes at once is still going out when the second and the close come. */
+static void test_queued_then_close(void **state)
+{
+	struct fx *f = *state;
+	size_t n = (size_t)8 << 20;
+	char *big = malloc(n);
+	assert_non_null(big);
+	memset(big, 'b', n);
+	struct cl c = { .send_on_open = big, .send_len = n, .send2_on_open = "last words",
+			.close_on_open = true };
+	open_cl(f, &c, "/echo", (size_t)16 << 20, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 2);
+	assert_string_equal(c.last, "last words");
+	assert_int_equal(c.err, GW_OK);
+	assert_int_equal(c.code, 1000);
+	free(big);
 	cl_release(&c);
 }
 
@@ -904,6 +929,7 @@ int main(void)
 		BOTH(test_protocol_errors),
 		BOTH(test_ping_125),
 		BOTH(test_send_then_close),
+		BOTH(test_queued_then_close),
 		BOTH(test_server_close),
 		BOTH(test_drop),
 		BOTH(test_refused_upgrade),
