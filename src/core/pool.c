@@ -437,14 +437,6 @@ struct account *pool_find(struct pool *p, const char *id)
 	return ok ? found : NULL;
 }
 
-size_t pool_size(struct pool *p)
-{
-	pthread_mutex_lock(&p->lock);
-	size_t n = p->n;
-	pthread_mutex_unlock(&p->lock);
-	return n;
-}
-
 struct account *pool_at(struct pool *p, size_t i)
 {
 	pthread_mutex_lock(&p->lock);

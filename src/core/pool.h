@@ -38,8 +38,7 @@ const char *account_id(const struct account *a);
 /* For background chores (the chat clean-up): every configured account by
  * index, usable or not, without claiming the breaker's half-open probe
  * that pool_pick/pool_find hand to a request. */
-size_t pool_size(struct pool *p);
-struct account *pool_at(struct pool *p, size_t i); /* NULL when i >= pool_size */
+struct account *pool_at(struct pool *p, size_t i); /* NULL past the last account */
 /* Signed in and its breaker closed (a quota cool-down does not count:
  * listing and deleting chats cost no usage). */
 bool account_healthy(struct account *a);

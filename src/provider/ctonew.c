@@ -53,8 +53,7 @@ struct turn {
 	bool paused;
 	size_t reply_bytes;
 	struct event *timer;       /* first-piece / idle deadline */
-	bool idle_armed;           /* timer runs the idle deadline */
-	uint64_t last_piece_us;    /* when the last piece came (idle deadline) */
+	uint64_t last_piece_us;    /* when the last piece came; once set, the timer runs the idle deadline */
 	struct event *ping;
 
 	struct turn_cbs cbs;
@@ -131,8 +130,6 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
 	struct chat_error e;
 	va_list ap;
 	chat_error_set(&e, status, type, code, "%s", "");
-	if (status == 503)
-		e.retry_after = 1;
 	va_start(ap, fmt);
 	vsnprintf(e.message, sizeof(e.message), fmt, ap);
 	va_end(ap);
@@ -144,8 +141,12 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
  * fault nor the account's (the breaker must not count it), and soon over. */
 static void fail_local(struct turn *t, const char *what)
 {
-	turn_fail(t, 503, "unavailable", "local_resources",
-		  "The gateway is out of descriptors or memory (%s); retry shortly.", what);
+	struct chat_error e;
+	chat_error_set(&e, 503, "unavailable", "local_resources",
+		       "The gateway is out of descriptors or memory (%s); retry shortly.", what);
+	e.retry_after = 1;
+	log_warn(t->rid, "upstream: %s", e.message);
+	turn_end(t, &e);
 }
 
 static void fail_resp(struct turn *t, const char *what, const struct httpc_resp *r)
@@ -376,11 +377,10 @@ static bool deliver(struct turn *t, enum chat_ev_kind kind, struct piece_tracker
 	t->reply_bytes += dl;
 	/* The idle deadline is armed once; on_deadline moves it on from the
 	 * last piece, so a piece costs a clock read, not a timer re-arm. */
+	bool first = t->last_piece_us == 0;
 	t->last_piece_us = gw_now_us();
-	if (!t->idle_armed) {
-		t->idle_armed = true;
+	if (first)
 		arm(t->timer, t->cfg->idle_timeout);
-	}
 	if (!t->cbs.on_piece(t->arg, kind, d, dl) && !t->paused && t->ws) {
 		t->paused = true;
 		ws_pause(t->ws, true);
@@ -602,7 +602,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	struct turn *t = arg;
-	if (t->idle_armed) {
+	if (t->last_piece_us) {
 		uint64_t idle_us = (uint64_t)t->cfg->idle_timeout * 1000000u;
 		uint64_t since = gw_now_us() - t->last_piece_us;
 		if (since < idle_us) {
