@@ -4,51 +4,10 @@
 
 #include <jansson.h>
 #include <string.h>
-#include <time.h>
 
-/* Stricter than parse_engine.c's reader of retry times (seconds and a zone
- * are required): a time here decides whether a chat is deleted, so only
- * the shape the upstream sends is taken, anything else is "unknown". */
 bool histories_parse_time(const char *s, size_t n, int64_t *out)
 {
-	const char *p = s, *end = s + n;
-	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
-	if (!parse_digits(&p, end, 4, &y) || !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &mo) ||
-	    !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &d) || !parse_expect(&p, end, 'T') ||
-	    !parse_digits(&p, end, 2, &h) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mi) ||
-	    !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &sec))
-		return false;
-	if (parse_expect(&p, end, '.')) {
-		const char *f = p;
-		while (p < end && *p >= '0' && *p <= '9' && p - f < 9)
-			p++;
-		if (p == f)
-			return false;
-	}
-	if (parse_expect(&p, end, 'Z')) {
-		sign = 0;
-	} else if (p < end && (*p == '+' || *p == '-')) {
-		sign = *p++ == '-' ? -1 : 1;
-		if (!parse_digits(&p, end, 2, &oh) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &om))
-			return false;
-	} else {
-		return false;
-	}
-	if (p != end || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
-	    oh > 23 || om > 59)
-		return false;
-	struct tm tm = { 0 };
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	int64_t t = (int64_t)timegm(&tm) - sign * (oh * 3600 + om * 60);
-	if (t <= 0)
-		return false;
-	*out = t;
-	return true;
+	return parse_rfc3339(s, n, true, out);
 }
 
 static int64_t time_field(const json_t *o, const char *name)

@@ -7,7 +7,6 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- project --------------------------------------------------------- */
 
@@ -31,74 +30,13 @@ enum gw_err engine_parse_project(const char *body, size_t n, struct engine_proje
 
 /* ---- billing --------------------------------------------------------- */
 
-/* "Z", "+HH:MM", "+HHMM" or "+HH" (and '-'); seconds east of UTC. */
-static bool parse_offset(const char *p, const char *end, int *off)
-{
-	int hh, mm = 0;
-	*off = 0;
-	if (p < end && (*p == 'Z' || *p == 'z'))
-		return p + 1 == end;
-	if (p >= end || (*p != '+' && *p != '-'))
-		return false;
-	int sign = *p++ == '-' ? -1 : 1;
-	if (!parse_digits(&p, end, 2, &hh))
-		return false;
-	if (p < end) {
-		parse_expect(&p, end, ':');
-		if (!parse_digits(&p, end, 2, &mm))
-			return false;
-	}
-	if (p != end || hh > 23 || mm > 59)
-		return false;
-	*off = sign * (hh * 3600 + mm * 60);
-	return true;
-}
-
-/* ISO-8601 / RFC 3339 date-time with an explicit zone, e.g.
- * "2026-11-25T10:00:00.000Z" or "2026-11-25T10:00:00+00:00". */
-static bool parse_iso8601(const char *s, size_t n, int64_t *out)
-{
-	const char *p = s, *end = s + n;
-	struct tm tm = { 0 };
-	int y, mo, d, h, mi, sec = 0, off;
-	if (!parse_digits(&p, end, 4, &y) || !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &mo) ||
-	    !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &d))
-		return false;
-	if (!(parse_expect(&p, end, 'T') || parse_expect(&p, end, 't') || parse_expect(&p, end, ' ')))
-		return false;
-	if (!parse_digits(&p, end, 2, &h) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mi))
-		return false;
-	if (parse_expect(&p, end, ':')) {
-		if (!parse_digits(&p, end, 2, &sec))
-			return false;
-		if (parse_expect(&p, end, '.') || parse_expect(&p, end, ',')) {
-			const char *f = p;
-			while (p < end && *p >= '0' && *p <= '9')
-				p++;
-			if (p == f)
-				return false;
-		}
-	}
-	if (!parse_offset(p, end, &off) || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
-	    mi > 59 || sec > 60)
-		return false;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	*out = (int64_t)timegm(&tm) - off;
-	return true;
-}
-
 /* A time given as ISO text or as a number of seconds (or milliseconds,
  * which JavaScript backends like to send). 0 when not understood. */
 static int64_t time_of(const json_t *v)
 {
 	int64_t t = 0;
 	if (json_is_string(v)) {
-		if (!parse_iso8601(json_string_value(v), json_string_length(v), &t))
+		if (!parse_rfc3339(json_string_value(v), json_string_length(v), false, &t))
 			return 0;
 	} else if (json_is_number(v)) {
 		double d = json_number_value(v);

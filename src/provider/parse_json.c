@@ -2,6 +2,7 @@
 #include "provider/parse_json.h"
 
 #include <string.h>
+#include <time.h>
 
 enum gw_err parse_json_object(const char *body, size_t n, json_t **out)
 {
@@ -38,7 +39,7 @@ bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absen
 	return true;
 }
 
-bool parse_digits(const char **p, const char *end, int k, int *out)
+static bool parse_digits(const char **p, const char *end, int k, int *out)
 {
 	int v = 0;
 	for (int i = 0; i < k; i++) {
@@ -50,11 +51,74 @@ bool parse_digits(const char **p, const char *end, int k, int *out)
 	return true;
 }
 
-bool parse_expect(const char **p, const char *end, char c)
+static bool parse_expect(const char **p, const char *end, char c)
 {
 	if (*p < end && **p == c) {
 		(*p)++;
 		return true;
 	}
 	return false;
+}
+
+/* "Z" or "+HH:MM" (and '-'); lenient also "z", "+HHMM" and "+HH".
+ * Seconds east of UTC. */
+static bool parse_offset(const char *p, const char *end, bool strict, int *off)
+{
+	int hh, mm = 0;
+	*off = 0;
+	if (p < end && (*p == 'Z' || (!strict && *p == 'z')))
+		return p + 1 == end;
+	if (p >= end || (*p != '+' && *p != '-'))
+		return false;
+	int sign = *p++ == '-' ? -1 : 1;
+	if (!parse_digits(&p, end, 2, &hh))
+		return false;
+	if (strict ? !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mm)
+		   : p < end && (parse_expect(&p, end, ':'), !parse_digits(&p, end, 2, &mm)))
+		return false;
+	if (p != end || hh > 23 || mm > 59)
+		return false;
+	*off = sign * (hh * 3600 + mm * 60);
+	return true;
+}
+
+bool parse_rfc3339(const char *s, size_t n, bool strict, int64_t *out)
+{
+	const char *p = s, *end = s + n;
+	int y, mo, d, h, mi, sec = 0, off;
+	if (!parse_digits(&p, end, 4, &y) || !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &mo) ||
+	    !parse_expect(&p, end, '-') || !parse_digits(&p, end, 2, &d))
+		return false;
+	if (!parse_expect(&p, end, 'T') && (strict || !(parse_expect(&p, end, 't') || parse_expect(&p, end, ' '))))
+		return false;
+	if (!parse_digits(&p, end, 2, &h) || !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mi))
+		return false;
+	if (parse_expect(&p, end, ':')) {
+		if (!parse_digits(&p, end, 2, &sec))
+			return false;
+		if (parse_expect(&p, end, '.') || (!strict && parse_expect(&p, end, ','))) {
+			const char *f = p;
+			while (p < end && *p >= '0' && *p <= '9' && (!strict || p - f < 9))
+				p++;
+			if (p == f)
+				return false;
+		}
+	} else if (strict) {
+		return false;
+	}
+	if (!parse_offset(p, end, strict, &off) || (strict && y < 1970) || mo < 1 || mo > 12 || d < 1 ||
+	    d > 31 || h > 23 || mi > 59 || sec > 60)
+		return false;
+	struct tm tm = { 0 };
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	int64_t t = (int64_t)timegm(&tm) - off;
+	if (strict && t <= 0)
+		return false;
+	*out = t;
+	return true;
 }

@@ -15,9 +15,11 @@ enum gw_err parse_json_object(const char *body, size_t n, json_t **out) GW_MUSTC
  * An absent or null v gives "" and returns allow_absent. */
 bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absent);
 
-/* Reads exactly k decimal digits at *p (moving it on) into *out. */
-bool parse_digits(const char **p, const char *end, int k, int *out);
-/* Steps over c if it stands at *p. */
-bool parse_expect(const char **p, const char *end, char c);
+/* An RFC 3339 date-time with an explicit zone ("2026-11-25T10:00:00.000Z",
+ * "...+02:00") into unix seconds. strict takes only that shape (seconds
+ * required, at most 9 fraction digits, 1970 on): a chat's times decide
+ * whether it is deleted. Otherwise also 't' or ' ' as separator, no
+ * seconds, ',' fractions and "z", "+HHMM", "+HH" zones (retry times). */
+bool parse_rfc3339(const char *s, size_t n, bool strict, int64_t *out);
 
 #endif
