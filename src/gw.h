@@ -69,6 +69,9 @@ static inline int gw_hexval(int c)
 	return -1;
 }
 
+/* s[0..n) is 1+ bytes of [A-Za-z0-9_-]: safe in a URL path or query as is. */
+bool gw_url_id_ok(const char *s, size_t n);
+
 /* Constant-time comparison of two byte strings (lengths may differ). */
 bool gw_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 

@@ -32,12 +32,10 @@ struct cleanup {
 	bool said_2025;
 	bool force[CLEANUP_MAX_ACCOUNTS]; /* the upstream refused this account's JWT last time */
 
-	/* the pass in progress (at most one) */
-	bool running;
+	/* the pass in progress (at most one; cfg is set while one runs) */
 	struct gw_config *cfg;
 	int64_t now;
-	size_t acct_i;               /* next account index */
-	size_t cur;                  /* index of c->a */
+	size_t acct_i;               /* next account index; c->a's is acct_i - 1 */
 	struct account *a;
 	struct waiter wt;
 	bool waiting;
@@ -50,12 +48,36 @@ struct cleanup {
 	struct cleanup_own own;
 
 	/* the pass's counts, for its one log line */
-	size_t accounts, skipped, listed, ours, deleted, gone, live, busy, recent, failed, deletes_left;
+	struct {
+		size_t accounts, skipped, listed, ours, deleted, gone, live, busy, recent, failed;
+	} n;
+	size_t deletes_left;
 	bool more;
 };
 
 static void next_account(struct cleanup *c);
 static void next_item(struct cleanup *c);
+
+/* The force-refresh flag of the account in hand (NULL past the memory). */
+static bool *force_of(struct cleanup *c)
+{
+	size_t i = c->acct_i - 1;
+	return i < CLEANUP_MAX_ACCOUNTS ? &c->force[i] : NULL;
+}
+
+/* The upstream refused the JWT: the next pass asks for a new one. */
+static void note_refused(struct cleanup *c, const struct httpc_resp *r)
+{
+	bool *f = force_of(c);
+	if (r->err == GW_OK && r->status == 401 && f)
+		*f = true;
+}
+
+static void arm_tick(struct cleanup *c, long interval)
+{
+	struct timeval tv = { interval > 0 && interval < CLEANUP_TICK_MAX_S ? interval : CLEANUP_TICK_MAX_S, 0 };
+	evtimer_add(c->tick, &tv);
+}
 
 static bool draining(const struct cleanup *c)
 {
@@ -74,19 +96,6 @@ static int64_t record_ttl(const struct gw_config *cfg)
 	if (ttl > cap || grace > cap || every > cap)
 		return 0; /* no expiry; unreachable within the config's bounds */
 	return CLEANUP_RECORD_TTLS * ttl + 2 * grace + 4 * every + 2 * CLEANUP_TICK_MAX_S;
-}
-
-static bool url_safe(const char *s, size_t n)
-{
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-		      ch == '-'))
-			return false;
-	}
-	return true;
 }
 
 /* ---- recording what is ours ------------------------------------------ */
@@ -129,13 +138,12 @@ static void pass_end(struct cleanup *c)
 	log_info(CLEANUP_RID,
 		 "upstream clean-up pass: %zu account(s) (%zu skipped), %zu chat(s) listed, %zu ours: %zu deleted, "
 		 "%zu already gone, %zu with a live mapping, %zu in progress, %zu recent; %zu failed step(s)%s",
-		 c->accounts, c->skipped, c->listed, c->ours, c->deleted, c->gone, c->live, c->busy, c->recent,
-		 c->failed, c->more ? "; only the newest page of chats is visible" : "");
+		 c->n.accounts, c->n.skipped, c->n.listed, c->n.ours, c->n.deleted, c->n.gone, c->n.live, c->n.busy, c->n.recent,
+		 c->n.failed, c->more ? "; only the newest page of chats is visible" : "");
 	gw_free(c->list);
 	c->list = NULL;
 	config_unref(c->cfg);
 	c->cfg = NULL;
-	c->running = false;
 	c->last_pass_ms = gw_now_ms();
 }
 
@@ -147,12 +155,10 @@ static void pass_start(struct cleanup *c)
 		c->last_pass_ms = gw_now_ms();
 		return;
 	}
-	c->running = true;
 	c->cfg = config_current();
 	c->now = gw_wall_s();
 	c->acct_i = 0;
-	c->accounts = c->skipped = c->listed = c->ours = c->deleted = c->gone = 0;
-	c->live = c->busy = c->recent = c->failed = 0;
+	memset(&c->n, 0, sizeof(c->n));
 	c->deletes_left = CLEANUP_MAX_DELETES;
 	c->more = false;
 	next_account(c);
@@ -164,14 +170,13 @@ static void on_delete(const struct httpc_resp *r, void *arg)
 	c->http = NULL;
 	const char *id = c->list->item[c->item_i].id;
 	if (r->err == GW_OK && r->status >= 200 && r->status <= 299) {
-		c->deleted++;
+		c->n.deleted++;
 		log_debug(CLEANUP_RID, "%s: upstream chat %s deleted (mapping expired)", account_id(c->a), id);
 	} else if (r->err == GW_OK && r->status == 404) {
-		c->gone++;
+		c->n.gone++;
 	} else {
-		c->failed++;
-		if (r->err == GW_OK && r->status == 401 && c->cur < CLEANUP_MAX_ACCOUNTS)
-			c->force[c->cur] = true;
+		c->n.failed++;
+		note_refused(c, r);
 		log_warn(CLEANUP_RID, "%s: deleting upstream chat %s failed: %s %ld", account_id(c->a), id,
 			 r->err ? r->error : "HTTP", r->status);
 	}
@@ -187,7 +192,7 @@ static void on_head(enum gw_err err, const char *value, size_t len, void *arg)
 	const struct engine_history *h = &c->list->item[c->item_i];
 	if (err) {
 		/* Cannot tell whether a mapping still needs it: keep it. */
-		c->failed++;
+		c->n.failed++;
 		c->item_i++;
 		next_item(c);
 		return;
@@ -210,11 +215,11 @@ static void on_head(enum gw_err err, const char *value, size_t len, void *arg)
 		if (upstream_engine(c->w->httpc, c->cfg, "DELETE", path, c->creds.jwt, NULL, 0, on_delete, c,
 				    &c->http) == GW_OK)
 			return;
-		c->failed++;
+		c->n.failed++;
 		break;
 	}
 	case CLEAN_KEEP_LIVE:
-		c->live++;
+		c->n.live++;
 		/* A conversation that goes on for longer than its records live
 		 * would lose its proof of ownership (and then linger, safely):
 		 * renew the record once per STORE_TTL while it is alive. */
@@ -222,10 +227,10 @@ static void on_head(enum gw_err err, const char *value, size_t len, void *arg)
 			cleanup_note_chat(c->w->app->store, c->cfg, c->own.account, h->id, c->own.workspace);
 		break;
 	case CLEAN_KEEP_BUSY:
-		c->busy++;
+		c->n.busy++;
 		break;
 	case CLEAN_KEEP_RECENT:
-		c->recent++;
+		c->n.recent++;
 		break;
 	case CLEAN_KEEP_NOT_OURS:
 		break;
@@ -240,7 +245,7 @@ static void on_own(enum gw_err err, const char *value, size_t len, void *arg)
 	c->op = NULL;
 	const struct engine_history *h = &c->list->item[c->item_i];
 	if (err)
-		c->failed++;
+		c->n.failed++;
 	if (err || !value || !cleanup_own_parse(value, len, &c->own) || strcmp(c->own.account, account_id(c->a)) != 0) {
 		/* Not provably ours (made in the web app, by another account, or
 		 * before the clean-up was turned on): never touched. */
@@ -248,11 +253,11 @@ static void on_own(enum gw_err err, const char *value, size_t len, void *arg)
 		next_item(c);
 		return;
 	}
-	c->ours++;
+	c->n.ours++;
 	char name[200];
 	snprintf(name, sizeof(name), "head:%s", h->id);
 	if (store_kv_get(c->w->app->store, c->w->base, name, on_head, c, &c->op) != GW_OK) {
-		c->failed++;
+		c->n.failed++;
 		c->item_i++;
 		next_item(c);
 	}
@@ -269,7 +274,7 @@ static void next_item(struct cleanup *c)
 		snprintf(name, sizeof(name), "own:%s", c->list->item[c->item_i].id);
 		if (store_kv_get(c->w->app->store, c->w->base, name, on_own, c, &c->op) == GW_OK)
 			return;
-		c->failed++;
+		c->n.failed++;
 		c->item_i++;
 	}
 	next_account(c);
@@ -280,22 +285,21 @@ static void on_list(const struct httpc_resp *r, void *arg)
 	struct cleanup *c = arg;
 	c->http = NULL;
 	if (r->err != GW_OK || r->status < 200 || r->status > 299) {
-		c->failed++;
-		if (r->err == GW_OK && r->status == 401 && c->cur < CLEANUP_MAX_ACCOUNTS)
-			c->force[c->cur] = true;
+		c->n.failed++;
+		note_refused(c, r);
 		log_warn(CLEANUP_RID, "%s: listing upstream chats failed: %s %ld", account_id(c->a),
 			 r->err ? r->error : "HTTP", r->status);
 		next_account(c);
 		return;
 	}
 	if (engine_parse_histories(r->body, r->body_len, c->list) != GW_OK) {
-		c->failed++;
+		c->n.failed++;
 		log_warn(CLEANUP_RID, "%s: the upstream's chat list is not understood (%zu bytes)", account_id(c->a),
 			 r->body_len);
 		next_account(c);
 		return;
 	}
-	c->listed += c->list->n;
+	c->n.listed += c->list->n;
 	c->more |= c->list->has_more;
 	c->item_i = 0;
 	next_item(c);
@@ -308,7 +312,7 @@ static void list_chats(struct cleanup *c)
 		 CLEANUP_PAGE_SIZE);
 	if (upstream_engine(c->w->httpc, c->cfg, "GET", path, c->creds.jwt, NULL, 0, on_list, c, &c->http) !=
 	    GW_OK) {
-		c->failed++;
+		c->n.failed++;
 		next_account(c);
 	}
 }
@@ -316,16 +320,16 @@ static void list_chats(struct cleanup *c)
 static void get_creds(struct cleanup *c)
 {
 	struct chat_error e;
-	bool force = c->cur < CLEANUP_MAX_ACCOUNTS && c->force[c->cur];
-	if (c->cur < CLEANUP_MAX_ACCOUNTS)
-		c->force[c->cur] = false; /* the ask after a wait takes the JWT that wait made */
+	bool *f = force_of(c), force = f && *f;
+	if (f)
+		*f = false; /* the ask after a wait takes the JWT that wait made */
 	enum gw_err err = account_creds_get(c->a, c->w, force, &c->wt, &c->creds, &e);
 	if (err == GW_EAGAIN) {
 		c->waiting = true;
 		return;
 	}
 	if (err) {
-		c->skipped++;
+		c->n.skipped++;
 		log_debug(CLEANUP_RID, "%s: no credentials now (%s): skipped", account_id(c->a), e.message);
 		next_account(c);
 		return;
@@ -338,7 +342,7 @@ static void on_wait(struct waiter *wt, void *arg)
 	struct cleanup *c = arg;
 	c->waiting = false;
 	if (wt->err != GW_OK || draining(c)) {
-		c->skipped++;
+		c->n.skipped++;
 		next_account(c);
 		return;
 	}
@@ -350,8 +354,8 @@ static void on_ws(enum gw_err err, const char *value, size_t len, void *arg)
 	struct cleanup *c = arg;
 	c->op = NULL;
 	if (err)
-		c->failed++;
-	if (err || !value || len >= sizeof(c->workspace) || !url_safe(value, len)) {
+		c->n.failed++;
+	if (err || !value || len >= sizeof(c->workspace) || !gw_url_id_ok(value, len)) {
 		/* No chat of ours recorded on this account: nothing to list. */
 		next_account(c);
 		return;
@@ -374,19 +378,19 @@ static void next_account(struct cleanup *c)
 			pass_end(c);
 			return;
 		}
-		c->cur = c->acct_i++;
+		c->acct_i++;
 		if (!account_healthy(a)) {
 			/* Signed out or failing: leave it to the breaker's probe. */
-			c->skipped++;
+			c->n.skipped++;
 			continue;
 		}
 		c->a = a;
-		c->accounts++;
+		c->n.accounts++;
 		char name[200];
 		snprintf(name, sizeof(name), "cleanws:%s", account_id(a));
 		if (store_kv_get(c->w->app->store, c->w->base, name, on_ws, c, &c->op) == GW_OK)
 			return;
-		c->failed++;
+		c->n.failed++;
 		c->a = NULL;
 	}
 }
@@ -406,14 +410,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		if (!c->said_2025)
 			log_info(CLEANUP_RID, "UPSTREAM_CLEANUP_INTERVAL is ignored with ENGINE_FLOW=2025");
 		c->said_2025 = true;
-	} else if (interval > 0 && !c->running && !draining(c) &&
+	} else if (interval > 0 && !c->cfg && !draining(c) &&
 		   gw_now_ms() - c->last_pass_ms >= (uint64_t)interval * 1000) {
 		pass_start(c);
 	}
 	if (draining(c))
 		return; /* no more passes: the loop is about to end */
-	struct timeval tv = { interval > 0 && interval < CLEANUP_TICK_MAX_S ? interval : CLEANUP_TICK_MAX_S, 0 };
-	evtimer_add(c->tick, &tv);
+	arm_tick(c, interval);
 }
 
 struct cleanup *cleanup_new(struct worker *w)
@@ -435,8 +438,7 @@ struct cleanup *cleanup_new(struct worker *w)
 	struct gw_config *cfg = config_current();
 	long interval = cfg->upstream_cleanup_interval;
 	config_unref(cfg);
-	struct timeval tv = { interval > 0 && interval < CLEANUP_TICK_MAX_S ? interval : CLEANUP_TICK_MAX_S, 0 };
-	evtimer_add(c->tick, &tv);
+	arm_tick(c, interval);
 	if (interval > 0)
 		log_info(CLEANUP_RID, "upstream clean-up on: a pass every %ld s", interval);
 	return c;

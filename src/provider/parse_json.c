@@ -27,14 +27,8 @@ bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absen
 		return false;
 	const char *s = json_string_value(v);
 	size_t n = json_string_length(v);
-	if (n == 0 || n >= size)
+	if (n >= size || !gw_url_id_ok(s, n))
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-'))
-			return false;
-	}
 	memcpy(dst, s, n + 1);
 	return true;
 }

@@ -103,6 +103,19 @@ int64_t gw_wall_s(void)
 	return (int64_t)time(NULL);
 }
 
+bool gw_url_id_ok(const char *s, size_t n)
+{
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
 bool gw_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
 	/* Walk the longer length so timing does not reveal the common prefix. */
