@@ -70,8 +70,7 @@ enum ws_io { WS_IO_FD, WS_IO_SSL, WS_IO_CURL };
 #define IO_ERR (-1)
 #define IO_AGAIN (-2)
 
-enum ws_rd { RD_NONE, RD_GOT, RD_BLOCKED, RD_EOF };
-enum ws_wr { WR_OK, WR_BLOCKED, WR_FAILED };
+enum ws_rd { RD_BLOCKED, RD_GOT, RD_EOF };
 
 /* A frame waiting to be sent. wslay_frame_send takes a frame in pieces
  * (it returns the payload bytes it consumed), so `off` keeps our place
@@ -119,7 +118,7 @@ struct ws {
 	bool close_rcvd;
 	int close_code;         /* the peer's, once close_rcvd */
 	/* sending */
-	enum ws_wr wr;          /* what the last send callback saw */
+	bool send_failed;       /* the last send callback met an error, not EAGAIN */
 	struct ws_out *cur;     /* partly sent: goes on before anything else */
 	struct ws_out *ctrl;    /* pong and close replies, ahead of data */
 	struct ws_out *data, *data_tail;
@@ -448,9 +447,14 @@ void ws_free(struct ws *w)
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
+static bool queued(const struct ws *w)
+{
+	return w->cur || w->ctrl || w->data;
+}
+
 static bool want_write(const struct ws *w)
 {
-	return !w->close_sent && (w->cur || w->ctrl || w->data);
+	return !w->close_sent && queued(w);
 }
 
 static short wanted_events(struct ws *w)
@@ -512,6 +516,16 @@ static void kick(struct ws *w)
 
 /* ---- wslay frame glue ---- */
 
+/* The bytes of `in` after the 101's header block are frames, read first;
+ * once all are read the handshake buffer is not needed again. */
+static void in_consumed(struct ws *w)
+{
+	if (w->left_off == w->in.len) {
+		buf_release(&w->in);
+		w->left_off = 0;
+	}
+}
+
 static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 {
 	struct ws *w = user;
@@ -522,10 +536,7 @@ static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 		n = n < len ? n : len;
 		memcpy(buf, w->in.p + w->left_off, n);
 		w->left_off += n;
-		if (w->left_off == w->in.len) {
-			buf_release(&w->in); /* the handshake buffer is not needed again */
-			w->left_off = 0;
-		}
+		in_consumed(w);
 		w->rd = RD_GOT;
 		return (ssize_t)n;
 	}
@@ -556,7 +567,7 @@ static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *u
 	if (r > 0)
 		return r;
 	/* wslay only sees "nothing sent"; the reason stays with us. */
-	w->wr = r == IO_ERR ? WR_FAILED : WR_BLOCKED;
+	w->send_failed = r == IO_ERR;
 	return -1;
 }
 
@@ -640,9 +651,9 @@ static enum gw_err send_frame(struct ws *w, struct ws_out *f)
 		.fin = 1, .opcode = f->opcode, .mask = 1, .payload_length = f->len,
 		.data = f->p + (f->off - f->skip), .data_length = f->len - f->off,
 	};
-	w->wr = WR_OK;
+	w->send_failed = false;
 	ssize_t r = wslay_frame_send(w->fctx, &io);
-	if (w->wr == WR_FAILED)
+	if (w->send_failed)
 		return GW_EIO;
 	if (r == WSLAY_ERR_WANT_WRITE)
 		return GW_EAGAIN;
@@ -835,7 +846,7 @@ static enum gw_err recv_frames(struct ws *w)
 {
 	while (!w->paused && !w->freed && w->state == WS_OPEN && !w->close_rcvd) {
 		struct wslay_frame_iocb io;
-		w->rd = RD_NONE;
+		w->rd = RD_BLOCKED; /* wslay asks for bytes before WANT_READ */
 		ssize_t r = wslay_frame_recv(w->fctx, &io);
 		if (r == WSLAY_ERR_WANT_READ) {
 			if (w->rd == RD_GOT)
@@ -913,10 +924,7 @@ static void upgraded(struct ws *w, size_t hdr_len)
 	w->state = WS_OPEN;
 	w->left_off = hdr_len;
 	buf_release(&w->out); /* the upgrade request: held per stream otherwise */
-	if (w->left_off == w->in.len) {
-		buf_release(&w->in); /* no frames came with the 101 */
-		w->left_off = 0;
-	}
+	in_consumed(w);
 	evtimer_del(w->timer);
 	if (w->cbs.on_open && !w->freed)
 		w->cbs.on_open(w->arg);
@@ -1027,6 +1035,15 @@ static enum ws_io pick_io(struct ws *w)
 	return WS_IO_FD;
 }
 
+/* The connection's socket, and how its bytes are read and written. */
+static enum gw_err attach_fd(struct ws *w, curl_socket_t fd, enum ws_io io)
+{
+	w->fd = fd;
+	w->io = io;
+	w->ev = event_new(httpc__base(w->h), fd, 0, on_io, w);
+	return w->ev ? GW_OK : GW_ENOMEM;
+}
+
 static void connect_done(struct httpc_owner *o, CURLcode res)
 {
 	struct ws *w = (struct ws *)o;
@@ -1042,12 +1059,9 @@ static void connect_done(struct httpc_owner *o, CURLcode res)
 		if (rc != CURLE_OK && rc != CURLE_AGAIN) {
 			finish(w, GW_EIO, 0, 0);
 		} else {
-			w->fd = fd;
 			w->out_off = sent;
-			w->io = pick_io(w);
 			w->state = w->out_off < w->out.len ? WS_HS_SEND : WS_HS_RECV;
-			w->ev = event_new(httpc__base(w->h), fd, 0, on_io, w);
-			if (!w->ev)
+			if (attach_fd(w, fd, pick_io(w)))
 				finish(w, GW_ENOMEM, 0, 0);
 		}
 	}
@@ -1234,7 +1248,7 @@ enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 	if (!w || w->freed || w->state != WS_OPEN || w->user_closed || w->close_rcvd ||
 	    w->send_err)
 		return GW_EIO;
-	if (w->cur || w->ctrl || w->data) {
+	if (queued(w)) {
 		/* Behind other frames: it waits, as a copy. */
 		struct ws_out *f = out_new(WSLAY_TEXT_FRAME, p, n);
 		if (!f)
@@ -1319,11 +1333,8 @@ enum gw_err ws__adopt_fd(struct httpc *h, int fd, size_t max_msg_bytes, const st
 	struct ws *w = ws_alloc(h, &o, cbs, arg);
 	if (!w)
 		return GW_ENOMEM;
-	w->fd = fd;
-	w->io = WS_IO_FD;
 	w->timer = evtimer_new(httpc__base(h), on_timer, w);
-	w->ev = event_new(httpc__base(h), fd, 0, on_io, w);
-	if (!w->timer || !w->ev) {
+	if (!w->timer || attach_fd(w, fd, WS_IO_FD)) {
 		destroy(w);
 		return GW_ENOMEM;
 	}
