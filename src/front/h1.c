@@ -125,6 +125,14 @@ static void req_free(struct h1_req *r)
 	gw_free(r);
 }
 
+/* The request is over, answered or not: its handler hears it, then it goes. */
+static void req_done(struct h1_req *r)
+{
+	if (r->done_cb)
+		r->done_cb(r, r->done_arg);
+	req_free(r);
+}
+
 int h1_req_refused(const struct h1_req *r, const char **why)
 {
 	if (why)
@@ -184,9 +192,7 @@ static void conn_free(struct h1_conn *c)
 		c->req = NULL;
 		if (!r->ended && r->close_cb) /* only a handler sets one */
 			r->close_cb(r, r->close_arg);
-		if (r->done_cb)
-			r->done_cb(r, r->done_arg);
-		req_free(r);
+		req_done(r);
 	}
 	if (c->prev)
 		c->prev->next = c->next;
@@ -252,9 +258,7 @@ static void complete(struct h1_conn *c)
 {
 	struct h1_req *r = c->req;
 	c->req = NULL;
-	if (r->done_cb)
-		r->done_cb(r, r->done_arg);
-	req_free(r);
+	req_done(r);
 	if (c->close_after) {
 		start_linger(c);
 		return;
@@ -279,14 +283,11 @@ static enum gw_err read_head(struct h1_conn *c)
 	}
 	/* One block: the header entries, then the head's bytes they point into. */
 	size_t slots = h1_head_slots(p, end), hsize = slots * sizeof(struct h1_header);
-	struct h1_req *r = req_new(c);
+	struct h1_req *r = c->req = req_new(c);
 	if (!r || !(r->headbuf = gw_malloc(hsize + end + 1))) {
-		if (r)
-			req_free(r);
-		refuse(c, 503, "out of memory");
+		refuse(c, 503, "out of memory"); /* with this request, or a new one if there is none */
 		return GW_ENOMEM;
 	}
-	c->req = r;
 	char *head = r->headbuf + hsize;
 	evbuffer_remove(in, head, end);
 	head[end] = '\0';
