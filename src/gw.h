@@ -50,6 +50,8 @@ void gw_free(void *p);
 
 /* Test hook: make the Nth allocation from now fail (0 = never). */
 void gw_alloc_fail_at(unsigned long n);
+/* Test hook: allocations left before the armed failure, 0 once it happened. */
+unsigned long gw_alloc_fail_left(void);
 
 /* Monotonic time in milliseconds / microseconds. */
 uint64_t gw_now_ms(void);

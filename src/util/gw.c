@@ -43,6 +43,11 @@ void gw_alloc_fail_at(unsigned long n)
 	atomic_store(&alloc_countdown, n);
 }
 
+unsigned long gw_alloc_fail_left(void)
+{
+	return atomic_load(&alloc_countdown);
+}
+
 static bool alloc_should_fail(void)
 {
 	unsigned long left = atomic_load_explicit(&alloc_countdown, memory_order_relaxed);
