@@ -82,6 +82,9 @@ static void test_rule_keeps_recent(void **state)
 	f.noted = T0 - 5 * TTL;
 	f.updated = T0;
 	assert_int_equal(cleanup_decide(&f, T0 + TTL, TTL, GRACE), CLEAN_KEEP_RECENT);
+	f.updated = T0 - 5 * TTL;
+	f.created = T0;
+	assert_int_equal(cleanup_decide(&f, T0 + TTL, TTL, GRACE), CLEAN_KEEP_RECENT);
 	/* A clock behind the chat's times. */
 	assert_int_equal(cleanup_decide(&f, T0 - 1, TTL, GRACE), CLEAN_KEEP_RECENT);
 	/* No time known at all: cannot prove it is old. */
