@@ -71,6 +71,37 @@ static inline int gw_hexval(int c)
 	return -1;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n) (n >= 1): 1..4, 0 if it
+ * is not one. The same rules as jansson's utf8_check_full: no overlong
+ * forms, no surrogates, nothing past U+10FFFF. Inline: JSON scanning and
+ * escaping call it per non-ASCII character. */
+static inline size_t gw_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t len;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
 /* s[0..n) is 1+ bytes of [A-Za-z0-9_-]: safe in a URL path or query as is. */
 bool gw_url_id_ok(const char *s, size_t n);
 

@@ -108,34 +108,6 @@ static long hex4(const uchar *p, const uchar *end)
 	return v;
 }
 
-/* Length of the valid UTF-8 sequence starting with the byte >= 0x80 at p,
- * 0 if it is not one: the same rules as jansson's utf8_check_full (no
- * overlong forms, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_len(const uchar *p, const uchar *end)
-{
-	uchar c = p[0], lo = 0x80, hi = 0xbf;
-	size_t len;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		lo = c == 0xe0 ? 0xa0 : 0x80;
-		hi = c == 0xed ? 0x9f : 0xbf;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		lo = c == 0xf0 ? 0x90 : 0x80;
-		hi = c == 0xf4 ? 0x8f : 0xbf;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
 /* p is just past a backslash: returns the end of the escape or NULL. A
  * high surrogate must be followed by an escaped low one; a lone low
  * surrogate and \u0000 are refused, as jansson does. */
@@ -183,7 +155,7 @@ static const uchar *scan_string(const uchar *p, const uchar *end, bool *esc)
 				return NULL;
 			break;
 		case C_HIGH:
-			l = utf8_len(p, end);
+			l = gw_utf8_len(p, (size_t)(end - p));
 			if (!l)
 				return NULL;
 			p += l;

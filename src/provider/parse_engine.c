@@ -98,33 +98,6 @@ struct line {
 	bool space, full, in_tag;
 };
 
-/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		len = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	/* Overlong 3/4-byte forms, surrogates and code points past U+10FFFF. */
-	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
-	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-		return 0;
-	return len;
-}
-
 /* C0/C1 controls, DEL and the Unicode line/paragraph separators. */
 static bool is_break(const unsigned char *s, size_t len)
 {
@@ -160,7 +133,7 @@ static void line_add(struct line *l, const char *text, size_t n, bool strip_tags
 	const unsigned char *s = (const unsigned char *)text;
 	size_t i = 0;
 	while (i < n && !l->full) {
-		size_t len = utf8_len(s + i, n - i);
+		size_t len = gw_utf8_len(s + i, n - i);
 		if (strip_tags && (s[i] == '<' || s[i] == '>' || l->in_tag)) {
 			/* A tag separates words: "<td>a</td><td>b" reads "a b". */
 			l->in_tag = s[i] == '<' || (l->in_tag && s[i] != '>');

@@ -103,39 +103,6 @@ enum gw_err buf_printf(struct buf *b, const char *fmt, ...)
 	return GW_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 static char *json_escape_byte(char *o, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -180,7 +147,7 @@ enum gw_err buf_add_json_str(struct buf *b, const char *s, size_t n)
 				o = json_escape_byte(o, c);
 				i++;
 			} else {
-				size_t l = utf8_seq_len(p + i, n - i);
+				size_t l = gw_utf8_len(p + i, n - i);
 				if (l == 0) {
 					memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD */
 					o += 3;
