@@ -34,7 +34,7 @@ struct h1_server {
 	struct evconnlistener *lis;
 	struct event *accept_retry;
 	struct h1_limits lim;
-	h1_handler cb;
+	h1_req_cb cb;
 	void *arg;
 	struct h1_conn *conns;
 };
@@ -649,7 +649,7 @@ static void on_accept_error(struct evconnlistener *lis, void *arg)
 }
 
 struct h1_server *h1_server_new(struct event_base *base, int fd, const struct h1_limits *lim,
-				h1_handler cb, void *arg)
+				h1_req_cb cb, void *arg)
 {
 	struct h1_server *s = gw_calloc(1, sizeof(*s));
 	if (!s) {

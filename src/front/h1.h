@@ -20,7 +20,6 @@ struct event_base;
 struct h1_server;
 struct h1_req;
 
-typedef void (*h1_handler)(struct h1_req *req, void *arg);
 typedef void (*h1_req_cb)(struct h1_req *req, void *arg);
 
 struct h1_limits {
@@ -32,7 +31,7 @@ struct h1_limits {
 
 /* Serves the listening socket fd (owned from now on). */
 struct h1_server *h1_server_new(struct event_base *base, int fd, const struct h1_limits *lim,
-				h1_handler cb, void *arg);
+				h1_req_cb cb, void *arg);
 void h1_server_set_limits(struct h1_server *s, const struct h1_limits *lim);
 /* Closes the listening socket; open connections close after their current
  * reply. */
