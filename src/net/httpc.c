@@ -1,7 +1,9 @@
 /* httpc.c - curl multi driven by libevent (curl's hiperfifo pattern).
  *
- * One event per socket curl asks us to watch, one evtimer for curl's
- * timeout. Two hiperfifo habits are deliberately absent: the timer is never
+ * REST calls share one multi handle; WebSockets connect on small multis of
+ * their own (see HTTPC_WS_PER_MULTI). Each multi has one evtimer for
+ * curl's timeout, and there is one event per socket curl asks us to
+ * watch. Two hiperfifo habits are deliberately absent: the timer is never
  * deleted because still_running hit 0 (a handle added from a done callback
  * arms it through TIMERFUNCTION, and deleting it stalls that handle), and
  * socket_action is never called from inside TIMERFUNCTION (curl forbids
@@ -21,17 +23,26 @@
 #define HTTPC_CALL_TIMEOUT_MS 30000L
 #define HTTPC_MAX_RESP_BYTES ((size_t)1 << 20)
 #define HTTPC_BUFFER_BYTES 4096L   /* curl's receive buffer per call in flight */
-/* Connection cache size. curl's default (4 x easy handles in the multi)
- * shrinks as calls finish, closing keep-alive connections a burst just
- * opened. WebSocket connections count here too but are never evicted. */
-#define HTTPC_MAX_CONNS 4096L
+/* WebSocket connections are in use for their whole life and never evicted;
+ * this only has to stay above HTTPC_WS_PER_MULTI. */
+#define HTTPC_WS_CONNS 4096L
 /* Finished easy handles kept for the next call (curl_easy_reset clears
  * their options): a REST call then skips curl_easy_init/cleanup and their
  * buffer allocations. Bounded, so a burst does not pin memory. */
 #define HTTPC_IDLE_EASY 16
 
-struct httpc_sock {
+/* One curl multi handle with its timer: the REST calls' one, or a
+ * WebSocket shard. */
+struct httpc_multi {
 	struct httpc *h;
+	CURLM *m;
+	struct event *timer;
+	size_t handles;            /* easy handles on it */
+	struct httpc_multi *next;  /* WebSocket shards only */
+};
+
+struct httpc_sock {
+	struct httpc_multi *mu;
 	struct event *ev;
 	curl_socket_t fd;
 	struct httpc_sock *prev, *next;
@@ -39,12 +50,18 @@ struct httpc_sock {
 
 struct httpc {
 	struct event_base *base;
-	CURLM *multi;
-	struct event *timer;
+	struct httpc_multi rest;
+	struct httpc_multi *shards; /* WebSocket multis, created as needed */
+	struct event *reap;         /* frees empty shards, from the loop */
+	/* DNS answers and TLS sessions, shared by all of h's easy handles: a
+	 * new WebSocket resumes a TLS session instead of a full handshake,
+	 * and no handle keeps a session cache of its own. One thread uses
+	 * it, so it needs no locks. */
+	CURLSH *share;
 	char *ca_bundle;
 	char *user_agent;
 	long connect_timeout_ms;
-	size_t active;     /* easy handles on the multi */
+	size_t active;     /* easy handles on the multis */
 	int ws_alive;      /* ws objects not yet freed */
 	struct httpc_call *calls;
 	struct httpc_sock *socks;
@@ -82,14 +99,14 @@ static void global_init(void)
 
 static struct httpc_owner *owner_of(CURL *e);
 
-static void process_done(struct httpc *h)
+static void process_done(struct httpc_multi *mu)
 {
 	CURLMsg *m;
 	int left;
 	/* One message at a time: a done callback may remove other handles,
 	 * and curl_multi_remove_handle drops their queued messages, so the
 	 * queue never points at a handle that is gone. */
-	while ((m = curl_multi_info_read(h->multi, &left))) {
+	while ((m = curl_multi_info_read(mu->m, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		CURL *e = m->easy_handle;
@@ -101,12 +118,12 @@ static void process_done(struct httpc *h)
 
 static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
-	struct httpc *h = arg;
+	struct httpc_multi *mu = arg;
 	int action = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
 		     ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	int running;
-	curl_multi_socket_action(h->multi, fd, action, &running);
-	process_done(h);
+	curl_multi_socket_action(mu->m, fd, action, &running);
+	process_done(mu);
 }
 
 static struct httpc_owner *owner_of(CURL *e)
@@ -141,8 +158,9 @@ static void fail_doomed(struct httpc *h)
 	}
 }
 
-static void doom(struct httpc *h, CURL *e)
+static void doom(struct httpc_multi *mu, CURL *e)
 {
+	struct httpc *h = mu->h;
 	struct httpc_owner *o = owner_of(e);
 	if (o->doomed)
 		return;
@@ -150,30 +168,31 @@ static void doom(struct httpc *h, CURL *e)
 	o->next_doomed = h->doomed;
 	h->doomed = o;
 	struct timeval now = { 0, 0 };
-	evtimer_add(h->timer, &now); /* from the loop, not inside curl */
+	evtimer_add(mu->timer, &now); /* from the loop, not inside curl */
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct httpc *h = arg;
+	struct httpc_multi *mu = arg;
+	struct httpc *h = mu->h;
 	int running;
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
-	curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	process_done(h);
+	curl_multi_socket_action(mu->m, CURL_SOCKET_TIMEOUT, 0, &running);
+	process_done(mu);
 	fail_doomed(h);
 }
 
 static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
 {
-	struct httpc *h = userp;
+	struct httpc_multi *mu = userp;
 	GW_UNUSED(multi);
 	if (timeout_ms < 0) {
-		evtimer_del(h->timer);
+		evtimer_del(mu->timer);
 		return 0;
 	}
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	return evtimer_add(h->timer, &tv) == 0 ? 0 : -1;
+	return evtimer_add(mu->timer, &tv) == 0 ? 0 : -1;
 }
 
 static void sock_free(struct httpc *h, struct httpc_sock *s)
@@ -188,14 +207,15 @@ static void sock_free(struct httpc *h, struct httpc_sock *s)
 	gw_free(s);
 }
 
-static struct httpc_sock *sock_new(struct httpc *h, curl_socket_t fd)
+static struct httpc_sock *sock_new(struct httpc_multi *mu, curl_socket_t fd)
 {
+	struct httpc *h = mu->h;
 	struct httpc_sock *s = gw_calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->h = h;
+	s->mu = mu;
 	s->fd = fd;
-	s->ev = event_new(h->base, fd, 0, on_sock_event, h);
+	s->ev = event_new(h->base, fd, 0, on_sock_event, mu);
 	if (!s->ev) {
 		gw_free(s);
 		return NULL;
@@ -204,7 +224,7 @@ static struct httpc_sock *sock_new(struct httpc *h, curl_socket_t fd)
 	if (h->socks)
 		h->socks->prev = s;
 	h->socks = s;
-	if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
+	if (curl_multi_assign(mu->m, fd, s) != CURLM_OK) {
 		sock_free(h, s);
 		return NULL;
 	}
@@ -213,27 +233,99 @@ static struct httpc_sock *sock_new(struct httpc *h, curl_socket_t fd)
 
 static int sock_fn(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	struct httpc *h = userp;
+	struct httpc_multi *mu = userp;
 	struct httpc_sock *s = socketp;
-	GW_UNUSED(e);
 	if (what == CURL_POLL_REMOVE) {
 		if (s)
-			sock_free(h, s);
+			sock_free(mu->h, s);
 		return 0;
 	}
-	if (!s && !(s = sock_new(h, fd))) {
-		doom(h, e);
+	if (!s && !(s = sock_new(mu, fd))) {
+		doom(mu, e);
 		return -1;
 	}
 	short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
 		     ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	event_del(s->ev);
-	if (event_assign(s->ev, h->base, fd, kind, on_sock_event, h) != 0 ||
+	if (event_assign(s->ev, mu->h->base, fd, kind, on_sock_event, mu) != 0 ||
 	    event_add(s->ev, NULL) != 0) {
-		doom(h, e);
+		doom(mu, e);
 		return -1;
 	}
 	return 0;
+}
+
+static bool multi_init(struct httpc_multi *mu, struct httpc *h, long max_conns)
+{
+	mu->h = h;
+	mu->m = curl_multi_init();
+	mu->timer = evtimer_new(h->base, on_timer, mu);
+	return mu->m && mu->timer &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_MAX_HOST_CONNECTIONS, max_conns) &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_SOCKETFUNCTION, sock_fn) &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_SOCKETDATA, mu) &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_TIMERFUNCTION, timer_fn) &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_TIMERDATA, mu) &&
+	       !curl_multi_setopt(mu->m, CURLMOPT_MAXCONNECTS, max_conns);
+}
+
+/* Closes the multi's cached connections; curl may still call sock_fn with
+ * CURL_POLL_REMOVE from here, so mu stays valid until after. */
+static void multi_fini(struct httpc_multi *mu)
+{
+	if (!mu->h)
+		return; /* multi_init never ran */
+	if (mu->m)
+		curl_multi_cleanup(mu->m);
+	for (struct httpc_sock *s = mu->h->socks, *next; s; s = next) {
+		next = s->next;
+		if (s->mu == mu)
+			sock_free(mu->h, s);
+	}
+	if (mu->timer)
+		event_free(mu->timer);
+}
+
+/* A shard with room for one more WebSocket: the first that has some, so
+ * the others empty out and get reaped. */
+static struct httpc_multi *shard_get(struct httpc *h)
+{
+	for (struct httpc_multi *mu = h->shards; mu; mu = mu->next) {
+		if (mu->handles < HTTPC_WS_PER_MULTI)
+			return mu;
+	}
+	struct httpc_multi *mu = gw_calloc(1, sizeof(*mu));
+	if (!mu)
+		return NULL;
+	if (!multi_init(mu, h, HTTPC_WS_CONNS)) {
+		multi_fini(mu);
+		gw_free(mu);
+		return NULL;
+	}
+	mu->next = h->shards;
+	h->shards = mu;
+	return mu;
+}
+
+/* Frees empty shards but one, which the next WebSocket takes. Runs from
+ * the loop: a shard empties inside its own process_done. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpc *h = arg;
+	bool kept = false;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	for (struct httpc_multi **pp = &h->shards; *pp;) {
+		struct httpc_multi *mu = *pp;
+		if (mu->handles > 0 || !kept) {
+			kept = kept || mu->handles == 0;
+			pp = &mu->next;
+			continue;
+		}
+		*pp = mu->next;
+		multi_fini(mu);
+		gw_free(mu);
+	}
 }
 
 /* ---- client ---- */
@@ -256,28 +348,16 @@ struct httpc *httpc_new(struct event_base *base, const struct httpc_opts *opts)
 						   : "enginelabs-2api/" GW_VERSION);
 	if (opts->ca_bundle)
 		h->ca_bundle = gw_strdup(opts->ca_bundle);
-	h->multi = curl_multi_init();
-	h->timer = evtimer_new(base, on_timer, h);
-	if (!h->user_agent || (opts->ca_bundle && !h->ca_bundle) || !h->multi || !h->timer)
-		goto fail;
-	if (curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, sock_fn) ||
-	    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h) ||
-	    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_fn) ||
-	    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h) ||
-	    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, HTTPC_MAX_CONNS) ||
-	    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-			      opts->max_host_conns > 0 ? opts->max_host_conns : 0L))
-		goto fail;
+	h->reap = event_new(base, -1, 0, on_reap, h);
+	h->share = curl_share_init();
+	if (!h->user_agent || (opts->ca_bundle && !h->ca_bundle) || !h->reap || !h->share ||
+	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
+	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) ||
+	    !multi_init(&h->rest, h, HTTPC_REST_CONNS)) {
+		httpc_free(h);
+		return NULL;
+	}
 	return h;
-fail:
-	if (h->multi)
-		curl_multi_cleanup(h->multi);
-	if (h->timer)
-		event_free(h->timer);
-	gw_free(h->user_agent);
-	gw_free(h->ca_bundle);
-	gw_free(h);
-	return NULL;
 }
 
 void httpc_free(struct httpc *h)
@@ -287,14 +367,20 @@ void httpc_free(struct httpc *h)
 	GW_ASSERT(h->ws_alive == 0);
 	while (h->calls)
 		httpc_call_cancel(h->calls);
-	/* Closes cached keep-alive connections; curl may still call sock_fn
-	 * with CURL_POLL_REMOVE from here, so h stays valid until after. */
-	curl_multi_cleanup(h->multi);
-	while (h->socks)
-		sock_free(h, h->socks);
+	multi_fini(&h->rest);
+	while (h->shards) {
+		struct httpc_multi *mu = h->shards;
+		h->shards = mu->next;
+		multi_fini(mu);
+		gw_free(mu);
+	}
+	GW_ASSERT(!h->socks);
 	while (h->n_idle)
 		curl_easy_cleanup(h->idle[--h->n_idle]);
-	event_free(h->timer);
+	if (h->share)
+		curl_share_cleanup(h->share); /* after the last easy handle */
+	if (h->reap)
+		event_free(h->reap);
 	gw_free(h->user_agent);
 	gw_free(h->ca_bundle);
 	gw_free(h);
@@ -309,6 +395,14 @@ size_t httpc__watched(const struct httpc *h)
 {
 	size_t n = 0;
 	for (const struct httpc_sock *s = h->socks; s; s = s->next)
+		n++;
+	return n;
+}
+
+size_t httpc__shards(const struct httpc *h)
+{
+	size_t n = 0;
+	for (const struct httpc_multi *mu = h->shards; mu; mu = mu->next)
 		n++;
 	return n;
 }
@@ -334,7 +428,8 @@ enum gw_err httpc__setup_easy(struct httpc *h, CURL *e)
 	if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms) ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
-	    curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent))
+	    curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) ||
+	    curl_easy_setopt(e, CURLOPT_SHARE, h->share))
 		return GW_ECONFIG;
 	if (h->ca_bundle && curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle))
 		return GW_ECONFIG;
@@ -360,28 +455,37 @@ enum gw_err httpc__result_err(const struct httpc_owner *o, CURLcode res)
 	return GW_EIO;
 }
 
-enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner)
+enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner, bool ws)
 {
+	struct httpc_multi *mu = ws ? shard_get(h) : &h->rest;
+	if (!mu)
+		return GW_ENOMEM;
 	owner->sock_errno = 0;
+	owner->mu = mu;
 	if (curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)owner) ||
 	    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket) ||
 	    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, owner))
 		return GW_ECONFIG;
-	CURLMcode rc = curl_multi_add_handle(h->multi, e);
+	CURLMcode rc = curl_multi_add_handle(mu->m, e);
 	if (rc == CURLM_OUT_OF_MEMORY)
 		return GW_ENOMEM;
 	if (rc != CURLM_OK)
 		return GW_EIO;
+	mu->handles++;
 	h->active++;
 	return GW_OK;
 }
 
 void httpc__remove(struct httpc *h, CURL *e)
 {
-	GW_ASSERT(h->active > 0);
-	undoom(h, owner_of(e));
-	curl_multi_remove_handle(h->multi, e);
+	struct httpc_owner *o = owner_of(e);
+	struct httpc_multi *mu = o->mu;
+	GW_ASSERT(h->active > 0 && mu->handles > 0);
+	undoom(h, o);
+	curl_multi_remove_handle(mu->m, e);
 	h->active--;
+	if (--mu->handles == 0 && mu != &h->rest)
+		event_active(h->reap, 0, 0);
 }
 
 /* ---- calls ---- */
@@ -600,7 +704,7 @@ enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
 		goto fail;
 	if (!(c->easy = easy_get(h)))
 		goto fail;
-	if ((err = call_setup(c, o)) || (err = httpc__add(h, c->easy, &c->owner)))
+	if ((err = call_setup(c, o)) || (err = httpc__add(h, c->easy, &c->owner, false)))
 		goto fail;
 	c->next = h->calls;
 	if (h->calls)

@@ -1,4 +1,4 @@
-/* httpc.h - HTTP(S) client: one curl multi handle per event loop, driven by
+/* httpc.h - HTTP(S) client: curl multi handles on one event loop, driven by
  * libevent (curl's hiperfifo pattern, minus its evtimer_del bug).
  *
  * Contract (libuv's): if httpc_call_start() returns GW_OK, the callback runs
@@ -17,7 +17,6 @@ struct httpc_call;
 struct httpc_opts {
 	const char *ca_bundle;      /* NULL = system default */
 	long connect_timeout_ms;    /* default 10000 */
-	long max_host_conns;        /* 0 = unlimited */
 	const char *user_agent;     /* NULL = "enginelabs-2api/<version>" */
 };
 

@@ -8,6 +8,21 @@
 
 #include <curl/curl.h>
 
+struct httpc_multi;
+
+/* Keep-alive connections the REST multi keeps (in use and idle together;
+ * curl closes the oldest idle one beyond this). curl's default (4 x easy
+ * handles in the multi) shrinks as calls finish; a fixed cap still lets a
+ * burst's connections be reused by the next one, but no more than this
+ * stay open after it. */
+#define HTTPC_REST_CONNS 64L
+/* WebSockets per curl multi. curl 7.88 finds a CONNECT_ONLY handle's
+ * connection (getinfo ACTIVESOCKET, the first send, removal) by walking
+ * every connection of its multi, so the WebSockets are spread over small
+ * multis ("shards") and that walk is bounded by this, not by the number
+ * of streams open. A multi costs about 6 KB. */
+#define HTTPC_WS_PER_MULTI 64
+
 /* CURLOPT_PRIVATE of every easy handle on the multi points to one of these;
  * httpc calls done() from the loop when curl reports CURLMSG_DONE for it.
  * done() may remove and free its own handle and start or cancel others. */
@@ -21,6 +36,8 @@ struct httpc_owner {
 	 * gateway's own shortage (EMFILE, ...) from an upstream that cannot be
 	 * reached. */
 	int sock_errno;
+	/* httpc's own: the multi the handle is on. */
+	struct httpc_multi *mu;
 };
 
 /* What a failed transfer means: GW_ETIMEOUT, GW_ENOMEM (no descriptor or
@@ -31,12 +48,14 @@ struct event_base *httpc__base(struct httpc *h);
 const char *httpc__user_agent(const struct httpc *h);
 
 /* Options every easy handle gets: NOSIGNAL, CA bundle, connect timeout,
- * protocols limited to http(s), user agent. */
+ * protocols limited to http(s), user agent, the DNS and TLS session share. */
 enum gw_err httpc__setup_easy(struct httpc *h, CURL *e) GW_MUSTCHECK;
 
-/* Adds e to the multi (counted in httpc_active); curl calls back through
- * owner->done, never from inside this function. */
-enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner) GW_MUSTCHECK;
+/* Adds e to a multi (counted in httpc_active): the REST one, or with ws a
+ * WebSocket shard. curl calls back through owner->done, never from inside
+ * this function. */
+enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner,
+		       bool ws) GW_MUSTCHECK;
 /* Removes e from the multi; for a CONNECT_ONLY handle this closes its
  * connection. Does not free e. */
 void httpc__remove(struct httpc *h, CURL *e);
@@ -44,6 +63,10 @@ void httpc__remove(struct httpc *h, CURL *e);
 /* Sockets curl currently asks us to watch (tests: an upgraded ws's socket
  * must not be among them, or curl would run on every frame). */
 size_t httpc__watched(const struct httpc *h);
+
+/* WebSocket multis on h (tests: WebSockets spread over shards, and empty
+ * ones are freed but one). */
+size_t httpc__shards(const struct httpc *h);
 
 /* WebSockets alive on h (httpc_free asserts there are none). */
 void httpc__ws_ref(struct httpc *h, int delta);

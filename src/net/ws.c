@@ -1227,7 +1227,7 @@ enum gw_err ws_open(struct httpc *h, const struct ws_opts *o, const struct ws_cb
 		err = GW_EIO;
 		goto fail;
 	}
-	if ((err = httpc__add(h, w->easy, &w->owner)))
+	if ((err = httpc__add(h, w->easy, &w->owner, true)))
 		goto fail;
 	w->in_multi = true;
 	gw_free(url);

@@ -807,12 +807,18 @@ static void test_concurrent(void **state)
 		open_cl(f, &c[i], "/echo", 0, 0);
 	}
 	assert_int_equal(httpc_active(f->h), NCONC);
+	/* Spread over small curl multis, so curl's per-multi connection walks
+	 * stay short. */
+	assert_int_equal(httpc__shards(f->h), (NCONC + HTTPC_WS_PER_MULTI - 1) / HTTPC_WS_PER_MULTI);
 	run(f, NCONC);
 	for (int i = 0; i < NCONC; i++) {
 		assert_int_equal(c[i].err, GW_OK);
 		assert_string_equal(c[i].last, msg[i]);
 		cl_release(&c[i]);
 	}
+	/* Emptied shards are freed from the loop, all but one. */
+	event_base_loop(f->base, EVLOOP_NONBLOCK);
+	assert_int_equal(httpc__shards(f->h), 1);
 }
 
 /* ---- pure parts ---- */
