@@ -30,6 +30,8 @@
  * their options): a REST call then skips curl_easy_init/cleanup and their
  * buffer allocations. Bounded, so a burst does not pin memory. */
 #define HTTPC_IDLE_EASY 16
+/* Idle objects kept for ws.c (its frame parsers, 4 KB each). */
+#define HTTPC_SPARES 32
 
 /* One curl multi handle with its timer: the REST calls' one, or a
  * WebSocket shard. */
@@ -68,6 +70,9 @@ struct httpc {
 	struct httpc_owner *doomed; /* handles whose socket we failed to watch */
 	CURL *idle[HTTPC_IDLE_EASY]; /* reset, not on the multi */
 	size_t n_idle;
+	void *spare[HTTPC_SPARES];  /* given back by ws.c, for its next taker */
+	size_t n_spare;
+	void (*spare_free)(void *);
 };
 
 struct httpc_call {
@@ -377,6 +382,8 @@ void httpc_free(struct httpc *h)
 	GW_ASSERT(!h->socks);
 	while (h->n_idle)
 		curl_easy_cleanup(h->idle[--h->n_idle]);
+	while (h->n_spare)
+		h->spare_free(h->spare[--h->n_spare]);
 	if (h->share)
 		curl_share_cleanup(h->share); /* after the last easy handle */
 	if (h->reap)
@@ -415,6 +422,21 @@ struct event_base *httpc__base(struct httpc *h)
 const char *httpc__user_agent(const struct httpc *h)
 {
 	return h->user_agent;
+}
+
+void *httpc__spare_take(struct httpc *h)
+{
+	return h->n_spare ? h->spare[--h->n_spare] : NULL;
+}
+
+void httpc__spare_give(struct httpc *h, void *p, void (*free_fn)(void *))
+{
+	if (h->n_spare < HTTPC_SPARES) {
+		h->spare_free = free_fn;
+		h->spare[h->n_spare++] = p;
+	} else {
+		free_fn(p);
+	}
 }
 
 void httpc__ws_ref(struct httpc *h, int delta)

@@ -68,6 +68,12 @@ size_t httpc__watched(const struct httpc *h);
  * ones are freed but one). */
 size_t httpc__shards(const struct httpc *h);
 
+/* A few idle objects of one kind kept for ws.c to reuse: take returns
+ * one or NULL; give keeps p, or frees it with free_fn when enough are
+ * kept (httpc_free frees the kept ones with it too). */
+void *httpc__spare_take(struct httpc *h);
+void httpc__spare_give(struct httpc *h, void *p, void (*free_fn)(void *));
+
 /* WebSockets alive on h (httpc_free asserts there are none). */
 void httpc__ws_ref(struct httpc *h, int delta);
 

@@ -14,7 +14,10 @@
  *
  * Framing uses wslay's frame layer only: its event layer would add a
  * context with a fixed 4 KB output buffer to every ws. wslay parses and
- * builds frames; the message layer is here. Received frames come as
+ * builds frames; the message layer is here. A frame context (with its
+ * 4 KB read buffer) is held only while a frame is half read or half sent:
+ * between frames it goes back to the httpc for the next ws that needs one,
+ * so a stream waiting for its next piece holds none. Received frames come as
  * pieces of wslay's 4 KB read buffer: a text message that sits whole in
  * one piece goes to on_text from there, others are assembled in `msg`,
  * which is freed once delivered. The size limit is checked when a frame
@@ -85,6 +88,13 @@ struct ws_out {
 	uint8_t opcode;
 };
 
+/* A wslay frame context (a 4 KB read buffer inside) and the ws it serves
+ * now: contexts move between the ws objects of one httpc. */
+struct ws_fctx {
+	wslay_frame_context_ptr ctx;
+	struct ws *w;
+};
+
 struct ws {
 	struct httpc_owner owner; /* first: CURLOPT_PRIVATE points here */
 	struct httpc *h;
@@ -105,7 +115,9 @@ struct ws {
 	struct buf in;          /* the answer to it */
 	size_t left_off;        /* bytes of `in` after the header block: frames */
 	char accept[29];
-	wslay_frame_context_ptr fctx;
+	struct ws_fctx *fx;     /* held only while wslay is inside a frame */
+	bool fx_keep;           /* the byte count below went wrong: hold it for good */
+	uint64_t unparsed;      /* bytes wslay read that made no whole frame yet */
 	size_t max_msg;
 	/* receiving */
 	enum ws_rd rd;          /* what the last recv callback saw */
@@ -267,6 +279,11 @@ const char *ws__io_name(const struct ws *w)
 	return w->io == WS_IO_SSL ? "ssl" : w->io == WS_IO_CURL ? "curl" : "fd";
 }
 
+bool ws__holds_parser(const struct ws *w)
+{
+	return w->fx != NULL;
+}
+
 /* ---- raw I/O: fd, SSL object, or curl as a last resort ---- */
 
 static ssize_t io_recv(struct ws *w, void *p, size_t n)
@@ -348,6 +365,71 @@ static ssize_t io_send(struct ws *w, const void *p, size_t n)
 	return r;
 }
 
+/* ---- the frame parser: held only while a frame is half-read or
+ * half-sent, so a stream waiting for its next piece holds no 4 KB read
+ * buffer ---- */
+
+static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user);
+static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *user);
+static int on_frame_genmask(uint8_t *buf, size_t len, void *user);
+
+static void fx_free(void *p)
+{
+	struct ws_fctx *fx = p;
+	wslay_frame_context_free(fx->ctx);
+	gw_free(fx);
+}
+
+static enum gw_err fx_take(struct ws *w)
+{
+	static const struct wslay_frame_callbacks cbs = {
+		.send_callback = on_frame_send,
+		.recv_callback = on_frame_recv,
+		.genmask_callback = on_frame_genmask,
+	};
+	if (w->fx)
+		return GW_OK;
+	struct ws_fctx *fx = httpc__spare_take(w->h);
+	if (!fx) {
+		if (!(fx = gw_malloc(sizeof(*fx))))
+			return GW_ENOMEM;
+		if (wslay_frame_context_init(&fx->ctx, &cbs, fx) != 0) {
+			gw_free(fx);
+			return GW_ENOMEM;
+		}
+	}
+	fx->w = w;
+	w->fx = fx;
+	return GW_OK;
+}
+
+/* wslay holds nothing of ours when every byte it read belongs to a whole
+ * frame already handed over, and no frame is half-sent: its context is
+ * then as new (waiting for a frame header, buffer empty). */
+static bool fx_idle(const struct ws *w)
+{
+	return w->unparsed == 0 && w->fr_got == 0 && !w->cur && !w->fx_keep;
+}
+
+/* Gives an idle context back for another ws. Only an open ws does: one
+ * that ended may have stopped inside a frame its counts do not show. */
+static void fx_give_idle(struct ws *w)
+{
+	if (w->fx && w->state == WS_OPEN && fx_idle(w)) {
+		httpc__spare_give(w->h, w->fx, fx_free);
+		w->fx = NULL;
+	}
+}
+
+/* The header bytes wslay read for a frame. The shortest length form is
+ * assumed: a longer one leaves bytes counted as unparsed, which only
+ * keeps the context (never frees it too early). */
+static uint64_t hdr_len(const struct wslay_frame_iocb *io)
+{
+	uint64_t n = io->payload_length;
+	return 2 + (n > 65535 ? 8 : n > 125 ? 2 : 0) + (io->mask ? 4 : 0);
+}
+
 /* ---- lifetime ---- */
 
 static void enter(struct ws *w)
@@ -409,8 +491,8 @@ static void frames_clear(struct ws *w)
 static void destroy(struct ws *w)
 {
 	stop_io(w);
-	if (w->fctx)
-		wslay_frame_context_free(w->fctx);
+	if (w->fx)
+		fx_free(w->fx);
 	if (w->timer)
 		event_free(w->timer);
 	frames_clear(w);
@@ -489,6 +571,7 @@ static void settle(struct ws *w)
 {
 	if (w->state == WS_DONE || w->freed || !w->ev)
 		return;
+	fx_give_idle(w);
 	short want = wanted_events(w);
 	if (want != w->ev_flags) {
 		event_del(w->ev);
@@ -528,7 +611,7 @@ static void in_consumed(struct ws *w)
 
 static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 {
-	struct ws *w = user;
+	struct ws *w = ((struct ws_fctx *)user)->w;
 	GW_UNUSED(flags);
 	if (w->left_off < w->in.len) {
 		/* Frames that arrived with the 101 come first. */
@@ -538,6 +621,7 @@ static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 		w->left_off += n;
 		in_consumed(w);
 		w->rd = RD_GOT;
+		w->unparsed += n;
 		return (ssize_t)n;
 	}
 	if (w->pass_bytes >= WS_PASS_BUDGET) {
@@ -548,6 +632,7 @@ static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 	if (r > 0) {
 		w->pass_bytes += (size_t)r;
 		w->rd = RD_GOT;
+		w->unparsed += (uint64_t)r;
 		return r;
 	}
 	if (r == IO_AGAIN)
@@ -561,7 +646,7 @@ block:
 
 static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *user)
 {
-	struct ws *w = user;
+	struct ws *w = ((struct ws_fctx *)user)->w;
 	GW_UNUSED(flags);
 	ssize_t r = io_send(w, data, len);
 	if (r > 0)
@@ -651,8 +736,10 @@ static enum gw_err send_frame(struct ws *w, struct ws_out *f)
 		.fin = 1, .opcode = f->opcode, .mask = 1, .payload_length = f->len,
 		.data = f->p + (f->off - f->skip), .data_length = f->len - f->off,
 	};
+	if (fx_take(w))
+		return GW_ENOMEM;
 	w->send_failed = false;
-	ssize_t r = wslay_frame_send(w->fctx, &io);
+	ssize_t r = wslay_frame_send(w->fx->ctx, &io);
 	if (w->send_failed)
 		return GW_EIO;
 	if (r == WSLAY_ERR_WANT_WRITE)
@@ -825,6 +912,11 @@ static enum gw_err ctrl_chunk(struct ws *w, const struct wslay_frame_iocb *io, u
 static enum gw_err on_piece(struct ws *w, const struct wslay_frame_iocb *io)
 {
 	uint64_t at = w->fr_got;
+	uint64_t used = (at == 0 ? hdr_len(io) : 0) + io->data_length;
+	if (used <= w->unparsed)
+		w->unparsed -= used;
+	else
+		w->fx_keep = true;
 	if (at == 0) {
 		enum gw_err err = frame_start(w, io);
 		if (err)
@@ -846,8 +938,10 @@ static enum gw_err recv_frames(struct ws *w)
 {
 	while (!w->paused && !w->freed && w->state == WS_OPEN && !w->close_rcvd) {
 		struct wslay_frame_iocb io;
+		if (fx_take(w))
+			return GW_ENOMEM;
 		w->rd = RD_BLOCKED; /* wslay asks for bytes before WANT_READ */
-		ssize_t r = wslay_frame_recv(w->fctx, &io);
+		ssize_t r = wslay_frame_recv(w->fx->ctx, &io);
 		if (r == WSLAY_ERR_WANT_READ) {
 			if (w->rd == RD_GOT)
 				continue; /* a short read left a header incomplete */
@@ -903,21 +997,11 @@ static void io_pass(struct ws *w)
 		finish(w, GW_OK, w->close_code, 101);
 }
 
-static enum gw_err start_wslay(struct ws *w)
-{
-	static const struct wslay_frame_callbacks cbs = {
-		.send_callback = on_frame_send,
-		.recv_callback = on_frame_recv,
-		.genmask_callback = on_frame_genmask,
-	};
-	if (wslay_frame_context_init(&w->fctx, &cbs, w) != 0)
-		return GW_ENOMEM;
-	return GW_OK;
-}
-
 static void upgraded(struct ws *w, size_t hdr_len)
 {
-	if (start_wslay(w)) {
+	/* Taken now, so on_open can send without needing memory; settle gives
+	 * it back once idle. */
+	if (fx_take(w)) {
 		finish(w, GW_ENOMEM, 0, 101);
 		return;
 	}

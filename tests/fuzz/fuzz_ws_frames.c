@@ -2,10 +2,14 @@
  * ws.c's message layer over it (reassembly, the size limit, ping/pong, the
  * close handshake, protocol checks, pausing, sending from a callback).
  *
- * Input: one option byte (size limit, pause and echo switches), then the
- * bytes the "server" sends before closing its side. The ws must end with
- * exactly one on_close, never hand over a message over its limit, and free
- * everything (ASan). */
+ * Input: one option byte (size limit, pause and echo switches, piece
+ * size), then the bytes the "server" sends before closing its side. The ws
+ * must end with exactly one on_close, never hand over a message over its
+ * limit, and free everything (ASan). Each input runs twice: written at
+ * once, and in pieces of a few bytes with the ws reading between them (so
+ * frames stop anywhere, and the parser a ws gives back between frames is
+ * taken again); both runs must deliver the same messages and end the same
+ * way. */
 #include "net/httpc.h"
 #include "net/ws.h"
 #include "net/ws_internal.h"
@@ -27,14 +31,30 @@ struct run {
 	bool echo;
 	const uint8_t *left; /* still to write to the ws */
 	size_t nleft;
+	size_t piece;      /* bytes per write, 0 = all that fits */
 	struct event *wev; /* writes the input; removed once it is all out */
+	/* what the ws did, to compare the two runs */
+	uint64_t digest;
+	size_t texts;
+	enum gw_err err;
+	int code;
 };
+
+static void digest_add(struct run *r, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++)
+		r->digest = (r->digest ^ b[i]) * 1099511628211ULL; /* FNV-1a */
+}
 
 static void on_text(void *arg, const char *p, size_t n)
 {
 	struct run *r = arg;
 	GW_ASSERT(r->closes == 0);
 	GW_ASSERT(n <= r->max);
+	r->texts++;
+	digest_add(r, &n, sizeof(n));
+	digest_add(r, p, n);
 	if (r->flip_pause) {
 		ws_pause(r->w, true);
 		ws_pause(r->w, false);
@@ -53,6 +73,8 @@ static void on_close(void *arg, enum gw_err err, int code, int http_status)
 	else
 		GW_ASSERT(code == (err == GW_EPROTO ? 1002 : err == GW_ELIMIT ? 1009 : 1006));
 	GW_ASSERT(http_status == 101);
+	r->err = err;
+	r->code = code;
 	event_base_loopbreak(r->base);
 }
 
@@ -72,7 +94,8 @@ static void on_peer_write(evutil_socket_t fd, short what, void *arg)
 {
 	GW_UNUSED(what);
 	struct run *r = arg;
-	ssize_t n = write(fd, r->left, r->nleft);
+	size_t want = r->piece && r->piece < r->nleft ? r->piece : r->nleft;
+	ssize_t n = write(fd, r->left, want);
 	if (n > 0) {
 		r->left += n;
 		r->nleft -= (size_t)n;
@@ -81,6 +104,34 @@ static void on_peer_write(evutil_socket_t fd, short what, void *arg)
 		shutdown(fd, SHUT_WR);
 		event_del(r->wev);
 	}
+}
+
+/* One run of the input over a fresh socket pair; fills r's outcome. */
+static void run_once(struct httpc *h, struct run *r)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+		__builtin_trap();
+	struct event *rev = event_new(r->base, sv[1], EV_READ | EV_PERSIST, on_peer_read, r);
+	r->wev = event_new(r->base, sv[1], EV_WRITE | EV_PERSIST, on_peer_write, r);
+	GW_ASSERT(rev && r->wev && event_add(rev, NULL) == 0);
+	if (r->nleft)
+		GW_ASSERT(event_add(r->wev, NULL) == 0);
+	else
+		shutdown(sv[1], SHUT_WR);
+	static const struct ws_cbs cbs = { .on_text = on_text, .on_close = on_close };
+	if (ws__adopt_fd(h, sv[0], r->max, &cbs, r, &r->w) == GW_OK) {
+		/* Every input ends: the server's side closes after its bytes. */
+		while (r->closes == 0)
+			GW_ASSERT(event_base_loop(r->base, EVLOOP_ONCE) == 0);
+		ws_free(r->w);
+	} else {
+		r->err = GW_ENOMEM;
+	}
+	event_free(rev);
+	event_free(r->wev);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -92,34 +143,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	static const size_t limits[] = { 1, 5, 125, 126, 4095, 4096, 65536, (size_t)4 << 20 };
-	struct run r = {
-		.base = base,
-		.max = limits[data[0] & 7],
-		.flip_pause = data[0] & 0x10,
-		.echo = data[0] & 0x20,
-		.left = data + 1,
-		.nleft = size - 1,
-	};
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
-		return 0;
-	struct event *rev = event_new(base, sv[1], EV_READ | EV_PERSIST, on_peer_read, &r);
-	r.wev = event_new(base, sv[1], EV_WRITE | EV_PERSIST, on_peer_write, &r);
-	GW_ASSERT(rev && r.wev && event_add(rev, NULL) == 0);
-	if (r.nleft)
-		GW_ASSERT(event_add(r.wev, NULL) == 0);
-	else
-		shutdown(sv[1], SHUT_WR);
-	static const struct ws_cbs cbs = { .on_text = on_text, .on_close = on_close };
-	if (ws__adopt_fd(h, sv[0], r.max, &cbs, &r, &r.w) == GW_OK) {
-		/* Every input ends: the server's side closes after its bytes. */
-		while (r.closes == 0)
-			GW_ASSERT(event_base_loop(base, EVLOOP_ONCE) == 0);
-		ws_free(r.w);
+	static const size_t pieces[] = { 1, 2, 3, 7 };
+	struct run r[2];
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct run){
+			.base = base,
+			.max = limits[data[0] & 7],
+			.flip_pause = data[0] & 0x10,
+			.echo = data[0] & 0x20,
+			.left = data + 1,
+			.nleft = size - 1,
+			.piece = i ? pieces[data[0] >> 6] : 0,
+			.digest = 14695981039346656037ULL,
+		};
+		run_once(h, &r[i]);
 	}
-	event_free(rev);
-	event_free(r.wev);
-	close(sv[0]);
-	close(sv[1]);
+	GW_ASSERT(r[0].texts == r[1].texts && r[0].digest == r[1].digest);
+	GW_ASSERT(r[0].err == r[1].err && r[0].code == r[1].code);
 	return 0;
 }

@@ -821,6 +821,58 @@ static void test_concurrent(void **state)
 	assert_int_equal(httpc__shards(f->h), 1);
 }
 
+/* Writes bytes as the server and lets the ws read them: a socket pair
+ * delivers at once, so one pass of the loop sees them. */
+static void peer_says(struct fx *f, int fd, const void *p, size_t n)
+{
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	assert_int_equal(event_base_loop(f->base, EVLOOP_NONBLOCK), 0);
+}
+
+/* A ws holds wslay's frame parser (4 KB) only while a frame is half read;
+ * parsers given back serve other ws objects without mixing their bytes. */
+static void test_parser_only_inside_frames(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t hello[] = { 0x81, 5, 'h', 'e', 'l', 'l', 'o' };
+	static const uint8_t two[] = { 0x81, 2, 'h', 'i', 0x81, 3, 'y', 'o', 'u' };
+	int a[2], b[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+	struct cl ca = { .f = f }, cb = { .f = f };
+	assert_int_equal(ws__adopt_fd(f->h, a[0], 0, &cl_cbs, &ca, &ca.w), GW_OK);
+	assert_int_equal(ws__adopt_fd(f->h, b[0], 0, &cl_cbs, &cb, &cb.w), GW_OK);
+	assert_false(ws__holds_parser(ca.w));
+	assert_false(ws__holds_parser(cb.w));
+
+	peer_says(f, a[1], hello, 1); /* half a header */
+	assert_true(ws__holds_parser(ca.w));
+	peer_says(f, a[1], hello + 1, 3); /* the rest of it, and "he" */
+	assert_true(ws__holds_parser(ca.w));
+	assert_int_equal(ca.texts, 0);
+
+	peer_says(f, b[1], two, sizeof(two)); /* whole frames on B meanwhile */
+	assert_string_equal(cb.log, "hi|you");
+	assert_false(ws__holds_parser(cb.w));
+
+	peer_says(f, a[1], hello + 4, 3);
+	assert_string_equal(ca.log, "hello");
+	assert_false(ws__holds_parser(ca.w));
+	peer_says(f, a[1], two, 5); /* one frame and a header byte */
+	assert_true(ws__holds_parser(ca.w));
+	peer_says(f, a[1], two + 5, sizeof(two) - 5);
+	assert_string_equal(ca.log, "hello|hi|you");
+	assert_false(ws__holds_parser(ca.w));
+	assert_false(ca.closed || cb.closed);
+
+	cl_release(&ca);
+	cl_release(&cb);
+	for (int i = 0; i < 2; i++) {
+		close(a[i]);
+		close(b[i]);
+	}
+}
+
 /* ---- pure parts ---- */
 
 static void test_accept_key(void **state)
@@ -949,6 +1001,7 @@ int main(void)
 		BOTH(test_close_and_free_before_open),
 		BOTH(test_idle_survives_prune),
 		BOTH(test_concurrent),
+		cmocka_unit_test_setup_teardown(test_parser_only_inside_frames, setup_plain, teardown),
 		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
