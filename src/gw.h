@@ -56,6 +56,9 @@ unsigned long gw_alloc_fail_left(void);
 /* Monotonic time in milliseconds / microseconds. */
 uint64_t gw_now_ms(void);
 uint64_t gw_now_us(void);
+/* n bytes from the kernel's random source (getrandom); false only if it
+ * refuses (it blocks only before boot-time seeding). */
+bool gw_random(void *p, size_t n) GW_MUSTCHECK;
 /* Wall clock seconds since the epoch. */
 int64_t gw_wall_s(void);
 

@@ -1,9 +1,9 @@
 /* conversation.c - conversation keys, lookup prefix and transcript
  * flattening (pure functions, see conversation.h). */
 #include "core/conversation.h"
+#include "util/sha.h"
 
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +38,7 @@ static bool key_digest(EVP_MD_CTX *ctx, const char *tenant, const struct chat_ms
 		       size_t n, const char *reply, size_t reply_len, uint8_t out[CONV_KEY_LEN])
 {
 	unsigned int olen = 0;
-	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	if (EVP_DigestInit_ex(ctx, gw_md_sha256(), NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, KEY_DOMAIN, sizeof(KEY_DOMAIN) - 1) != 1)
 		return false;
 	if (!digest_part(ctx, "tenant", tenant ? tenant : "", tenant ? strlen(tenant) : 0))
@@ -62,7 +62,7 @@ void conv_key(const char *tenant, const struct chat_msg *msgs, size_t n,
 	/* Out of memory inside OpenSSL. A random key matches nothing, so the
 	 * worst outcome is a miss (a new upstream chat), never two
 	 * conversations sharing one chat as a constant fallback would. */
-	GW_ASSERT(RAND_bytes(out, CONV_KEY_LEN) == 1);
+	GW_ASSERT(gw_random(out, CONV_KEY_LEN));
 }
 
 size_t conv_lookup_prefix(const struct chat_msg *msgs, size_t n)

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/sha.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -155,9 +156,10 @@ static bool authenticate(const struct gw_config *cfg, struct h1_req *req, char t
 		ok |= gw_ct_equal(key, kl, cfg->api_keys[i], strlen(cfg->api_keys[i]));
 	if (ok) {
 		unsigned char md[SHA256_DIGEST_LENGTH];
-		SHA256((const unsigned char *)key, kl, md);
-		for (size_t i = 0; i < sizeof(md); i++)
-			snprintf(tenant + 2 * i, 3, "%02x", md[i]);
+		unsigned int ml = 0;
+		if (!EVP_Digest(key, kl, md, &ml, gw_md_sha256(), NULL) || ml != sizeof(md))
+			return false; /* out of memory inside OpenSSL: refuse, never share a tenant */
+		gw_hex(md, sizeof(md), tenant);
 	}
 	return ok;
 }

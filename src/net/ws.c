@@ -46,6 +46,7 @@
 #include "net/ws_internal.h"
 #include "util/buf.h"
 #include "util/log.h"
+#include "util/sha.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,7 +54,6 @@
 #include <limits.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <string.h>
 #include <strings.h>
@@ -164,7 +164,7 @@ void ws__accept_for_key(const char *key, char out[29])
 	GW_ASSERT(kl + sizeof(WS_GUID) <= sizeof(in));
 	memcpy(in, key, kl);
 	memcpy(in + kl, WS_GUID, sizeof(WS_GUID) - 1);
-	if (!EVP_Digest(in, kl + sizeof(WS_GUID) - 1, md, &mdlen, EVP_sha1(), NULL) || mdlen != 20) {
+	if (!EVP_Digest(in, kl + sizeof(WS_GUID) - 1, md, &mdlen, gw_md_sha1(), NULL) || mdlen != 20) {
 		out[0] = '\0'; /* matches no server answer */
 		return;
 	}
@@ -659,7 +659,7 @@ static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *u
 static int on_frame_genmask(uint8_t *buf, size_t len, void *user)
 {
 	GW_UNUSED(user);
-	return len <= INT_MAX && RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+	return gw_random(buf, len) ? 0 : -1;
 }
 
 /* ---- sending: whole frames, one at a time, replies ahead of messages ---- */
@@ -1194,7 +1194,7 @@ static bool has_header(const char *const *hdrs, const char *name)
 static enum gw_err make_key(char key[25])
 {
 	unsigned char raw[16];
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
+	if (!gw_random(raw, sizeof(raw)))
 		return GW_EIO;
 	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw));
 	return GW_OK;

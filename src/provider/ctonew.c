@@ -13,7 +13,6 @@
 
 #include <event2/event.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -648,7 +647,7 @@ static void start_post(void *arg)
 static void uuid4(char out[37])
 {
 	unsigned char r[16];
-	if (RAND_bytes(r, sizeof(r)) != 1)
+	if (!gw_random(r, sizeof(r)))
 		for (size_t i = 0; i < sizeof(r); i++)
 			r[i] = (unsigned char)(gw_now_us() >> (i % 8));
 	r[6] = (r[6] & 0x0f) | 0x40;

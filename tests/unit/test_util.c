@@ -1,0 +1,71 @@
+/* test_util.c - gw_random, gw_hex and the fetched digests (util/gw.c,
+ * util/sha.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "gw.h"
+#include "util/sha.h"
+
+static void test_hex_matches_printf(void **state)
+{
+	(void)state;
+	unsigned char all[256];
+	char got[2 * sizeof(all) + 1], want[2 * sizeof(all) + 1];
+	for (size_t i = 0; i < sizeof(all); i++) {
+		all[i] = (unsigned char)i;
+		snprintf(want + 2 * i, 3, "%02x", all[i]);
+	}
+	gw_hex(all, sizeof(all), got);
+	assert_string_equal(got, want);
+	gw_hex(all, 0, got);
+	assert_string_equal(got, "");
+}
+
+static void test_random(void **state)
+{
+	(void)state;
+	unsigned char a[32] = { 0 }, b[32] = { 0 }, zero[32] = { 0 };
+	assert_true(gw_random(a, sizeof(a)));
+	assert_true(gw_random(b, sizeof(b)));
+	/* 2^-256 odds of a false failure */
+	assert_memory_not_equal(a, b, sizeof(a));
+	assert_memory_not_equal(a, zero, sizeof(a));
+	/* more than one getrandom call may be needed for a big request */
+	static unsigned char big[1 << 20];
+	assert_true(gw_random(big, sizeof(big)));
+	assert_memory_not_equal(big + sizeof(big) - 32, zero, 32);
+	assert_true(gw_random(big, 0));
+}
+
+/* FIPS 180-2 test vectors for "abc". */
+static void test_digests(void **state)
+{
+	(void)state;
+	unsigned char md[32];
+	char hex[65];
+	unsigned int n = 0;
+	assert_true(EVP_Digest("abc", 3, md, &n, gw_md_sha256(), NULL));
+	assert_int_equal(n, 32);
+	gw_hex(md, n, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_true(EVP_Digest("abc", 3, md, &n, gw_md_sha1(), NULL));
+	assert_int_equal(n, 20);
+	gw_hex(md, n, hex);
+	assert_string_equal(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+	assert_ptr_equal(gw_md_sha256(), gw_md_sha256()); /* fetched once */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hex_matches_printf),
+		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_digests),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
