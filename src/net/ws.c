@@ -771,9 +771,10 @@ static enum gw_err send_frames(struct ws *w)
 
 static bool valid_close_code(int c)
 {
-	/* What wslay's event layer accepted: RFC 6455 7.4's defined codes
-	 * less those never sent on the wire (1004-1006), and 3000-4999. */
-	return (c >= 1000 && c <= 1011 && c != 1004 && c != 1005 && c != 1006) ||
+	/* IANA's registered codes (RFC 6455 7.4, and 1012-1014 added since)
+	 * less those never sent on the wire (1004-1006, 1015), and
+	 * 3000-4999. */
+	return (c >= 1000 && c <= 1014 && c != 1004 && c != 1005 && c != 1006) ||
 	       (c >= 3000 && c <= 4999);
 }
 

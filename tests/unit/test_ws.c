@@ -585,6 +585,24 @@ static void test_server_close(void **state)
 	cl_release(&c);
 }
 
+/* 1012-1014 (service restart, try again later, bad gateway) are in IANA's
+ * registry: a clean close, not a protocol error. */
+static void test_server_close_registered(void **state)
+{
+	struct fx *f = *state;
+	static const char *const paths[] = { "/close?code=1012", "/close?code=1013",
+					     "/close?code=1014" };
+	for (int i = 0; i < 3; i++) {
+		struct cl c = { 0 };
+		open_cl(f, &c, paths[i], 0, 0);
+		f->done = 0;
+		run(f, 1);
+		assert_int_equal(c.err, GW_OK);
+		assert_int_equal(c.code, 1012 + i);
+		cl_release(&c);
+	}
+}
+
 static void test_drop(void **state)
 {
 	struct fx *f = *state;
@@ -873,6 +891,29 @@ static void test_parser_only_inside_frames(void **state)
 	}
 }
 
+/* The size limit applies at a frame's first piece: a peer that announces
+ * too much, sends one byte and stalls is refused at once, without waiting
+ * for the rest or buffering any of it. (wslay reports a frame only with
+ * payload, so a bare header waits.) */
+static void test_limit_at_header(void **state)
+{
+	struct fx *f = *state;
+	/* text, FIN, 16-bit length 1000, then 1 byte of it */
+	static const uint8_t hdr[] = { 0x81, 126, 0x03, 0xe8, 'x' };
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	struct cl c = { .f = f };
+	assert_int_equal(ws__adopt_fd(f->h, sv[0], 100, &cl_cbs, &c, &c.w), GW_OK);
+	peer_says(f, sv[1], hdr, sizeof(hdr));
+	assert_true(c.closed);
+	assert_int_equal(c.err, GW_ELIMIT);
+	assert_int_equal(c.code, 1009);
+	assert_int_equal(c.texts, 0);
+	cl_release(&c);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* ---- pure parts ---- */
 
 static void test_accept_key(void **state)
@@ -989,6 +1030,7 @@ int main(void)
 		BOTH(test_send_then_close),
 		BOTH(test_queued_then_close),
 		BOTH(test_server_close),
+		cmocka_unit_test_setup_teardown(test_server_close_registered, setup_plain, teardown),
 		BOTH(test_drop),
 		BOTH(test_refused_upgrade),
 		cmocka_unit_test_setup_teardown(test_handshake_deadline, setup_plain, teardown),
@@ -1002,6 +1044,7 @@ int main(void)
 		BOTH(test_idle_survives_prune),
 		BOTH(test_concurrent),
 		cmocka_unit_test_setup_teardown(test_parser_only_inside_frames, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_limit_at_header, setup_plain, teardown),
 		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
