@@ -244,7 +244,10 @@ else
 	scenario nginx-upstream 2026 50 500 50 32 20 1
 	scenario gateway 2026 500 1500 50 32 20 1
 	scenario nginx-upstream 2026 500 1500 50 32 20 1
-	scenario gateway 2026 10000 10000 50 32 20 1
+	# nginx waits 60 s for an upstream connect (proxy_connect_timeout) and
+	# 300 s for the 101; the saturated simulator needs more than the
+	# gateway's default 10 s here, so it gets nginx's 60.
+	GW_ENV="UPSTREAM_CONNECT_TIMEOUT=60" scenario gateway 2026 10000 10000 50 32 20 1 --note "UPSTREAM_CONNECT_TIMEOUT=60"
 	scenario nginx-upstream 2026 10000 10000 50 32 20 1
 	# 1,000 pieces
 	scenario gateway 2026 50 200 20 1000 0 1
