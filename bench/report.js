@@ -219,7 +219,7 @@ P('|---|---|---|');
   const r10k = gw.filter((r) => r.conc >= 10000);
   P(`| 10,000 concurrent streams with zero errors | ${r10k.map((r) => `${r.ok} ok, ${r.bad} wrong, ${r.err} failed of ${r.n}; ${fmt(r.peak_inflight)} in flight at most`).join('; ') || '–'} | ` +
     `${r10k.length ? (r10k.every((r) => r.ok === r.n && r.peak_inflight >= 10000) ? 'met' : 'not met') : 'not measured'} |`);
-  const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && !r.note && r.flow === 2026)
+  const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && !/WORKERS/.test(r.note || '') && r.flow === 2026)
     .sort((a, b) => a.conc - b.conc).map((r) => ({ c: r.conc, v: derived(r).cpuPiece, clean: r.err === 0 && r.bad === 0 }));
   const s0 = series(0), s20 = series(20);
   const flat = (s) => {

@@ -66,6 +66,13 @@ struct httpc {
 	size_t active;     /* easy handles on the multis */
 	int ws_alive;      /* ws objects not yet freed */
 	struct httpc_call *calls;
+	/* Calls waiting for one of the HTTPC_REST_CONNS slots, oldest first:
+	 * they hold no curl handle or buffer until they start. */
+	struct httpc_call *queue, **queue_tail;
+	size_t n_queued;
+	struct event *pump;         /* starts queued calls, from the loop */
+	struct event *qtimer;       /* fails queued calls whose timeout passed */
+	uint64_t q_due_us;          /* when qtimer fires, 0 = not armed */
 	struct httpc_sock *socks;
 	struct httpc_owner *doomed; /* handles whose socket we failed to watch */
 	CURL *idle[HTTPC_IDLE_EASY]; /* reset, not on the multi */
@@ -78,9 +85,14 @@ struct httpc {
 struct httpc_call {
 	struct httpc_owner owner; /* first: CURLOPT_PRIVATE points here */
 	struct httpc *h;
-	CURL *easy;
+	CURL *easy;             /* NULL while queued */
 	struct curl_slist *hdrs;
+	char *url;
 	char *body;
+	size_t body_len;
+	char method[8];
+	long timeout_ms;
+	size_t max_resp;
 	struct buf rbody;
 	struct buf rhdrs;
 	enum gw_err write_err;  /* why a write/header callback aborted */
@@ -88,9 +100,15 @@ struct httpc_call {
 	httpc_done_cb *cb;
 	void *arg;
 	uint64_t t0_us;
-	struct httpc_call *prev, *next;
+	struct httpc_call *prev, *next; /* h->calls: every call not finished */
+	struct httpc_call *q_next;      /* h->queue, while waiting for a slot */
 	char errbuf[CURL_ERROR_SIZE];
 };
+
+static const char queue_timeout_msg[] = "no upstream connection came free within the call's timeout";
+
+static void on_pump(evutil_socket_t fd, short what, void *arg);
+static void on_qtimer(evutil_socket_t fd, short what, void *arg);
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
@@ -266,7 +284,6 @@ static bool multi_init(struct httpc_multi *mu, struct httpc *h, long max_conns)
 	mu->m = curl_multi_init();
 	mu->timer = evtimer_new(h->base, on_timer, mu);
 	return mu->m && mu->timer &&
-	       !curl_multi_setopt(mu->m, CURLMOPT_MAX_HOST_CONNECTIONS, max_conns) &&
 	       !curl_multi_setopt(mu->m, CURLMOPT_SOCKETFUNCTION, sock_fn) &&
 	       !curl_multi_setopt(mu->m, CURLMOPT_SOCKETDATA, mu) &&
 	       !curl_multi_setopt(mu->m, CURLMOPT_TIMERFUNCTION, timer_fn) &&
@@ -353,9 +370,14 @@ struct httpc *httpc_new(struct event_base *base, const struct httpc_opts *opts)
 						   : "enginelabs-2api/" GW_VERSION);
 	if (opts->ca_bundle)
 		h->ca_bundle = gw_strdup(opts->ca_bundle);
+	h->queue_tail = &h->queue;
 	h->reap = event_new(base, -1, 0, on_reap, h);
+	h->pump = event_new(base, -1, 0, on_pump, h);
+	h->qtimer = evtimer_new(base, on_qtimer, h);
 	h->share = curl_share_init();
-	if (!h->user_agent || (opts->ca_bundle && !h->ca_bundle) || !h->reap || !h->share ||
+	if (!h->user_agent || (opts->ca_bundle && !h->ca_bundle) || !h->reap || !h->pump ||
+	    !h->qtimer ||
+	    !h->share ||
 	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
 	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) ||
 	    !multi_init(&h->rest, h, HTTPC_REST_CONNS)) {
@@ -388,6 +410,10 @@ void httpc_free(struct httpc *h)
 		curl_share_cleanup(h->share); /* after the last easy handle */
 	if (h->reap)
 		event_free(h->reap);
+	if (h->pump)
+		event_free(h->pump);
+	if (h->qtimer)
+		event_free(h->qtimer);
 	gw_free(h->user_agent);
 	gw_free(h->ca_bundle);
 	gw_free(h);
@@ -395,7 +421,7 @@ void httpc_free(struct httpc *h)
 
 size_t httpc_active(const struct httpc *h)
 {
-	return h ? h->active : 0;
+	return h ? h->active + h->n_queued : 0;
 }
 
 size_t httpc__watched(const struct httpc *h)
@@ -549,29 +575,29 @@ static bool has_body_method(const char *m)
 	return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
 
-static enum gw_err set_method(struct httpc_call *c, const struct httpc_call_opts *o)
+static enum gw_err set_method(struct httpc_call *c)
 {
 	CURL *e = c->easy;
 	CURLcode rc = CURLE_OK;
-	if (strcmp(o->method, "GET") == 0)
+	if (strcmp(c->method, "GET") == 0)
 		rc = curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	else if (strcmp(o->method, "HEAD") == 0)
+	else if (strcmp(c->method, "HEAD") == 0)
 		rc = curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	else if (strcmp(o->method, "POST") != 0)
-		rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+	else if (strcmp(c->method, "POST") != 0)
+		rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
 	if (rc)
 		return GW_ECONFIG;
 	if (!c->body)
 		return GW_OK;
 	/* POSTFIELDS turns the request into one with a body; CUSTOMREQUEST
 	 * above keeps PATCH/PUT/DELETE as the verb. */
-	if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len) ||
+	if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len) ||
 	    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body))
 		return GW_ECONFIG;
 	return GW_OK;
 }
 
-static enum gw_err set_headers(struct httpc_call *c, const struct httpc_call_opts *o)
+static enum gw_err make_headers(struct httpc_call *c, const struct httpc_call_opts *o)
 {
 	struct curl_slist *l;
 	for (const char *const *hp = o->headers; hp && *hp; hp++) {
@@ -587,37 +613,51 @@ static enum gw_err set_headers(struct httpc_call *c, const struct httpc_call_opt
 			return GW_ENOMEM;
 		c->hdrs = l;
 	}
-	if (c->hdrs && curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->hdrs))
-		return GW_ECONFIG;
 	return GW_OK;
 }
 
-static enum gw_err call_setup(struct httpc_call *c, const struct httpc_call_opts *o)
+/* Copies what the call needs from o: it may start later, from the queue. */
+static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_opts *o)
+{
+	size_t ml = strlen(o->method);
+	if (ml >= sizeof(c->method))
+		return GW_EINVAL;
+	memcpy(c->method, o->method, ml + 1);
+	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
+	c->max_resp = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
+	if (!(c->url = gw_strdup(o->url)))
+		return GW_ENOMEM;
+	if (o->body) {
+		if (!(c->body = gw_strndup(o->body, o->body_len)))
+			return GW_ENOMEM;
+		c->body_len = o->body_len;
+	}
+	return make_headers(c, o);
+}
+
+static enum gw_err call_setup(struct httpc_call *c, long timeout_ms)
 {
 	CURL *e = c->easy;
-	size_t max = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
-	long timeout = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
-	buf_init(&c->rbody, max);
-	buf_init(&c->rhdrs, max);
+	buf_init(&c->rbody, c->max_resp);
+	buf_init(&c->rhdrs, c->max_resp);
 	enum gw_err err = httpc__setup_easy(c->h, e);
 	if (err)
 		return err;
-	if (curl_easy_setopt(e, CURLOPT_URL, o->url) ||
+	if (curl_easy_setopt(e, CURLOPT_URL, c->url) ||
 	    /* Replies are small JSON; curl's 16 KB default per call in flight
 	     * was the largest part of the heap at 500 streams. */
 	    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTPC_BUFFER_BYTES) ||
-	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout) ||
+	    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms) ||
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, c) ||
 	    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ||
 	    curl_easy_setopt(e, CURLOPT_HEADERDATA, c) ||
 	    /* Lets curl refuse early when Content-Length is already too big. */
-	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max))
+	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_resp) ||
+	    (c->hdrs && curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs)))
 		return GW_ECONFIG;
-	if ((err = set_method(c, o)))
-		return err;
-	return set_headers(c, o);
+	return set_method(c);
 }
 
 static void call_unlink(struct httpc_call *c)
@@ -656,10 +696,36 @@ static void call_free(struct httpc_call *c)
 	if (c->easy)
 		easy_put(c->h, c->easy);
 	curl_slist_free_all(c->hdrs);
+	gw_free(c->url);
 	gw_free(c->body);
 	buf_release(&c->rbody);
 	buf_release(&c->rhdrs);
 	gw_free(c);
+}
+
+/* Hands the call to curl, with what is left of its timeout. */
+static enum gw_err call_launch(struct httpc_call *c)
+{
+	long left = c->timeout_ms - (long)((gw_now_us() - c->t0_us) / 1000);
+	if (left <= 0)
+		return GW_ETIMEOUT;
+	if (!(c->easy = easy_get(c->h)))
+		return GW_ENOMEM;
+	enum gw_err err = call_setup(c, left);
+	return err ? err : httpc__add(c->h, c->easy, &c->owner, false);
+}
+
+/* Reports r and frees c; c is off the multi, the queue and the list. */
+static void call_report(struct httpc_call *c, struct httpc_resp *r)
+{
+	r->body = c->rbody.p ? c->rbody.p : "";
+	r->body_len = c->rbody.len;
+	r->headers = c->rhdrs.p ? c->rhdrs.p : "";
+	r->headers_len = c->rhdrs.len;
+	r->elapsed_us = gw_now_us() - c->t0_us;
+	c->in_cb = true;
+	c->cb(r, c->arg);
+	call_free(c);
 }
 
 static void fill_error(struct httpc_call *c, CURLcode res, struct httpc_resp *r)
@@ -679,14 +745,24 @@ static void fill_error(struct httpc_call *c, CURLcode res, struct httpc_resp *r)
 	}
 }
 
+/* A slot was freed: queued calls start from the loop, never from inside
+ * an API call or another call's callback. */
+static void pump_kick(struct httpc *h)
+{
+	if (h->queue)
+		event_active(h->pump, 0, 0);
+}
+
 static void call_done(struct httpc_owner *o, CURLcode res)
 {
 	struct httpc_call *c = (struct httpc_call *)o;
+	struct httpc *h = c->h;
 	struct httpc_resp r = { .err = GW_OK, .error = "" };
 	/* Out of the multi (and the list) first: the callback may start new
 	 * calls or cancel others, and must find this one gone. */
-	httpc__remove(c->h, c->easy);
+	httpc__remove(h, c->easy);
 	call_unlink(c);
+	pump_kick(h);
 	if (res == CURLE_OK) {
 		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &r.status);
 		if (r.status == 0)
@@ -694,14 +770,86 @@ static void call_done(struct httpc_owner *o, CURLcode res)
 	} else {
 		fill_error(c, res, &r);
 	}
-	r.body = c->rbody.p ? c->rbody.p : "";
-	r.body_len = c->rbody.len;
-	r.headers = c->rhdrs.p ? c->rhdrs.p : "";
-	r.headers_len = c->rhdrs.len;
-	r.elapsed_us = gw_now_us() - c->t0_us;
-	c->in_cb = true;
-	c->cb(&r, c->arg);
-	call_free(c);
+	call_report(c, &r);
+}
+
+static uint64_t call_due_us(const struct httpc_call *c)
+{
+	return c->t0_us + (uint64_t)c->timeout_ms * 1000u;
+}
+
+/* Arms qtimer for due_us unless it fires sooner already. */
+static void qtimer_arm(struct httpc *h, uint64_t due_us)
+{
+	if (h->q_due_us && h->q_due_us <= due_us)
+		return;
+	uint64_t now = gw_now_us();
+	uint64_t in = due_us > now ? due_us - now : 0;
+	struct timeval tv = { (time_t)(in / 1000000u), (suseconds_t)(in % 1000000u) };
+	h->q_due_us = evtimer_add(h->qtimer, &tv) == 0 ? due_us : 0;
+}
+
+static void queue_push(struct httpc *h, struct httpc_call *c)
+{
+	c->q_next = NULL;
+	*h->queue_tail = c;
+	h->queue_tail = &c->q_next;
+	h->n_queued++;
+	qtimer_arm(h, call_due_us(c));
+}
+
+static void queue_remove(struct httpc *h, struct httpc_call *c)
+{
+	struct httpc_call **pp = &h->queue;
+	while (*pp != c)
+		pp = &(*pp)->q_next;
+	*pp = c->q_next;
+	if (h->queue_tail == &c->q_next)
+		h->queue_tail = pp;
+	h->n_queued--;
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpc *h = arg;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	while (h->queue && h->rest.handles < (size_t)HTTPC_REST_CONNS) {
+		struct httpc_call *c = h->queue;
+		queue_remove(h, c);
+		enum gw_err err = call_launch(c);
+		if (!err)
+			continue;
+		/* Reported like a failed transfer; the callback may start or
+		 * cancel other calls, so the queue is read again after it. */
+		call_unlink(c);
+		struct httpc_resp r = { .err = err,
+					.error = err == GW_ETIMEOUT ? queue_timeout_msg : gw_strerror(err) };
+		call_report(c, &r);
+	}
+}
+
+/* Calls still queued when their timeout passes end with GW_ETIMEOUT then,
+ * not when a slot comes free. */
+static void on_qtimer(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpc *h = arg;
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	h->q_due_us = 0;
+	struct httpc_call *c = h->queue;
+	while (c) {
+		if (call_due_us(c) > gw_now_us()) {
+			qtimer_arm(h, call_due_us(c));
+			c = c->q_next;
+			continue;
+		}
+		queue_remove(h, c);
+		call_unlink(c);
+		struct httpc_resp r = { .err = GW_ETIMEOUT, .error = queue_timeout_msg };
+		call_report(c, &r);
+		c = h->queue; /* the callback may have changed the queue */
+	}
 }
 
 enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
@@ -721,12 +869,13 @@ enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
 	c->cb = cb;
 	c->arg = arg;
 	c->t0_us = gw_now_us();
-	enum gw_err err = GW_ENOMEM;
-	if (o->body && !(c->body = gw_strndup(o->body, o->body_len)))
+	enum gw_err err = call_prepare(c, o);
+	if (err)
 		goto fail;
-	if (!(c->easy = easy_get(h)))
-		goto fail;
-	if ((err = call_setup(c, o)) || (err = httpc__add(h, c->easy, &c->owner, false)))
+	/* Behind the queue when there is one, so calls start in order. */
+	if (h->queue || h->rest.handles >= (size_t)HTTPC_REST_CONNS)
+		queue_push(h, c);
+	else if ((err = call_launch(c)))
 		goto fail;
 	c->next = h->calls;
 	if (h->calls)
@@ -745,9 +894,15 @@ void httpc_call_cancel(struct httpc_call *c)
 	/* Cancelling from inside its own callback: it is already finished. */
 	if (!c || c->in_cb)
 		return;
-	/* Remove the handle first so curl calls none of our callbacks on
-	 * memory freed below. */
-	httpc__remove(c->h, c->easy);
+	struct httpc *h = c->h;
+	if (c->easy) {
+		/* Remove the handle first so curl calls none of our callbacks
+		 * on memory freed below. */
+		httpc__remove(h, c->easy);
+		pump_kick(h);
+	} else {
+		queue_remove(h, c);
+	}
 	call_unlink(c);
 	call_free(c);
 }

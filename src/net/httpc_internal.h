@@ -10,11 +10,10 @@
 
 struct httpc_multi;
 
-/* Keep-alive connections the REST multi keeps (in use and idle together;
- * curl closes the oldest idle one beyond this). curl's default (4 x easy
- * handles in the multi) shrinks as calls finish; a fixed cap still lets a
- * burst's connections be reused by the next one, but no more than this
- * stay open after it. */
+/* REST calls in flight per httpc, and the keep-alive connections its
+ * multi keeps. Calls past it wait in httpc's queue (no curl handle, no
+ * buffer) and start on a connection a finished call left open, so a burst
+ * neither opens nor keeps more than this. */
 #define HTTPC_REST_CONNS 64L
 /* WebSockets per curl multi. curl 7.88 finds a CONNECT_ONLY handle's
  * connection (getinfo ACTIVESOCKET, the first send, removal) by walking

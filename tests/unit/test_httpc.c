@@ -47,6 +47,7 @@ struct result {
 	char *headers;
 	int cookies;
 	char cookie[3][16];
+	int order;      /* 1 for the first call to end, 2 for the next... */
 };
 
 static bool in_start; /* set while httpc_call_start runs */
@@ -255,6 +256,7 @@ static void on_done(const struct httpc_resp *r, void *arg)
 			snprintf(res->cookie[res->cookies], sizeof(res->cookie[0]), "%.*s", (int)vl, v);
 		res->cookies++;
 	}
+	res->order = res->f->done + 1;
 	if (++res->f->done >= res->f->want)
 		event_base_loopbreak(res->f->base);
 }
@@ -535,6 +537,82 @@ static void test_concurrent(void **state)
 	assert_int_equal(httpc_active(f->h), 0);
 }
 
+#define CAP ((int)HTTPC_REST_CONNS)
+
+/* Past HTTPC_REST_CONNS calls in flight a call waits, holding no curl
+ * handle, and starts on a connection a finished call left open. */
+static void test_queue_waits_for_a_slot(void **state)
+{
+	struct fx *f = *state;
+	static struct result slow[CAP];
+	struct result q[2] = { 0 };
+	memset(slow, 0, sizeof(slow));
+	for (int i = 0; i < CAP; i++)
+		start(f, &slow[i], "GET", "/slow", NULL, 0, 0, 0);
+	start(f, &q[0], "POST", "/echo", "a", 1, 0, 0);
+	start(f, &q[1], "POST", "/echo", "b", 1, 0, 0);
+	assert_int_equal(httpc_active(f->h), CAP + 2);
+	run(f, CAP + 2);
+	/* Started at once, the echoes would end long before the 100 ms
+	 * replies; queued, they wait for the first of those. */
+	assert_true(q[0].order > 1 && q[1].order > 1);
+	assert_string_equal(q[0].body, "POST 1 yes\na");
+	assert_string_equal(q[1].body, "POST 1 yes\nb");
+	for (int i = 0; i < CAP; i++) {
+		assert_int_equal(slow[i].err, GW_OK);
+		result_free(&slow[i]);
+	}
+	assert_int_equal(f->server_conns, CAP);
+	assert_int_equal(httpc_active(f->h), 0);
+	result_free(&q[0]);
+	result_free(&q[1]);
+}
+
+static void test_queue_cancel(void **state)
+{
+	struct fx *f = *state;
+	static struct result slow[CAP];
+	struct result x = { 0 }, y = { 0 };
+	memset(slow, 0, sizeof(slow));
+	for (int i = 0; i < CAP; i++)
+		start(f, &slow[i], "GET", "/slow", NULL, 0, 0, 0);
+	struct httpc_call *xc = start(f, &x, "GET", "/get", NULL, 0, 0, 0);
+	start(f, &y, "GET", "/get", NULL, 0, 0, 0);
+	httpc_call_cancel(xc);
+	assert_int_equal(httpc_active(f->h), CAP + 1);
+	run(f, CAP + 1);
+	assert_false(x.called);
+	assert_int_equal(y.err, GW_OK);
+	assert_string_equal(y.body, "hello");
+	for (int i = 0; i < CAP; i++)
+		result_free(&slow[i]);
+	result_free(&y);
+	assert_int_equal(httpc_active(f->h), 0);
+}
+
+/* A queued call's timeout counts from its start and ends it on time, not
+ * when a slot comes free. */
+static void test_queue_timeout(void **state)
+{
+	struct fx *f = *state;
+	static struct result hang[CAP];
+	static struct httpc_call *hc[CAP];
+	struct result z = { 0 };
+	memset(hang, 0, sizeof(hang));
+	for (int i = 0; i < CAP; i++)
+		hc[i] = start(f, &hang[i], "GET", "/hang", NULL, 0, 0, 10000);
+	start(f, &z, "GET", "/get", NULL, 0, 0, 100);
+	run(f, 1);
+	assert_int_equal(z.order, 1);
+	assert_int_equal(z.err, GW_ETIMEOUT);
+	for (int i = 0; i < CAP; i++) {
+		assert_false(hang[i].called);
+		httpc_call_cancel(hc[i]);
+	}
+	assert_int_equal(httpc_active(f->h), 0);
+	result_free(&z);
+}
+
 static void test_free_with_calls_in_flight(void **state)
 {
 	GW_UNUSED(state);
@@ -675,6 +753,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_and_start_from_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_callback_frees_arg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_waits_for_a_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_timeout, setup, teardown),
 		cmocka_unit_test(test_free_with_calls_in_flight),
 		cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
