@@ -9,6 +9,9 @@
 #   PERF=file     also record a perf profile of the gateway into file
 #   STRACE=file   also count the gateway's system calls (strace -c) into file
 #   SLOW=ms       the simulator waits this long before each piece (default 0)
+#   CALLGRIND=file  run the gateway under valgrind's callgrind and print its
+#                 user-space instructions per request (start-up included):
+#                 slow, but the same from run to run, unlike CPU time here
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -45,10 +48,11 @@ mkdir -p "$RUN/gw"
 	CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
 	ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
 	STORE_URL=memory: ENGINE_FLOW=2026 ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 WORKERS=1 \
-	${GW_ENV:-} "$GW_BIN" >"$RUN/gw.log" 2>&1) &
+	${GW_ENV:-} ${CALLGRIND:+valgrind --tool=callgrind --callgrind-out-file="$CALLGRIND"} \
+	"$GW_BIN" >"$RUN/gw.log" 2>&1) &
 GW_PID=$!
 PIDS+=($GW_PID)
-for _ in $(seq 100); do
+for _ in $(seq 300); do
 	curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$GW_PORT/healthz" && break
 	sleep 0.1
 done
@@ -80,4 +84,10 @@ let r=JSON.parse(require("fs").readFileSync(0,"utf8"));const g=r.procs.gateway;
 const n=r.ok+r.bad+r.err;
 console.log(`pieces=${r.pieces} n=${r.n} ok=${r.ok} bad=${r.bad} err=${r.err} gw_cpu_us/req=${(g.cpu_us/n).toFixed(0)} sched_us/req=${(g.sched_us/n).toFixed(0)} sim_us/req=${(r.sim_cpu_us/n).toFixed(0)} rps=${r.rps}`);
 if (r.errors.length) console.log(r.errors.join("\n"));'
-grep -v '^\s*$' "$RUN/gw.log" | grep -iv ' info ' | tail -5 >&2 || true
+grep -v '^\s*$' "$RUN/gw.log" | grep -iv ' info ' | grep -v '^==' | tail -5 >&2 || true
+if [ -n "${CALLGRIND:-}" ]; then
+	kill -TERM "$GW_PID"
+	wait "$GW_PID" 2>/dev/null || true
+	callgrind_annotate "$CALLGRIND" 2>/dev/null | grep -m1 'PROGRAM TOTALS' |
+		awk -v n=$((N + ${WARMUP:-100})) '{ gsub(",", "", $1); printf "user instructions/request: %d (callgrind, %d requests)\n", $1 / n, n }'
+fi
