@@ -621,11 +621,18 @@ static void test_free_with_calls_in_flight(void **state)
 	setup(&st);
 	f = st;
 	struct result a = { 0 }, b = { 0 };
+	static struct result more[CAP + 2];
+	memset(more, 0, sizeof(more));
 	start(f, &a, "GET", "/hang", NULL, 0, 0, 0);
 	start(f, &b, "GET", "/get", NULL, 0, 0, 0);
+	for (int i = 0; i < CAP + 2; i++) /* the last ones wait in the queue */
+		start(f, &more[i], "GET", "/get", NULL, 0, 0, 0);
+	assert_int_equal(httpc_active(f->h), CAP + 4);
 	teardown(&st); /* no callback may run, nothing may leak (ASan) */
 	assert_false(a.called);
 	assert_false(b.called);
+	for (int i = 0; i < CAP + 2; i++)
+		assert_false(more[i].called);
 }
 
 static void test_bad_args(void **state)
