@@ -56,9 +56,11 @@ struct httpc {
 	struct httpc_multi *shards; /* WebSocket multis, created as needed */
 	struct event *reap;         /* frees empty shards, from the loop */
 	/* DNS answers and TLS sessions, shared by all of h's easy handles: a
-	 * new WebSocket resumes a TLS session instead of a full handshake,
-	 * and no handle keeps a session cache of its own. One thread uses
-	 * it, so it needs no locks. */
+	 * new WebSocket can resume the session a REST call to the same host
+	 * left, and no handle keeps a session cache of its own. (Sessions
+	 * come from REST connections only: a WebSocket's TLS 1.3 tickets
+	 * arrive on our own SSL_read, unseen by curl.) One thread uses it,
+	 * so it needs no locks. */
 	CURLSH *share;
 	char *ca_bundle;
 	char *user_agent;

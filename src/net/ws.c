@@ -279,6 +279,11 @@ const char *ws__io_name(const struct ws *w)
 	return w->io == WS_IO_SSL ? "ssl" : w->io == WS_IO_CURL ? "curl" : "fd";
 }
 
+bool ws__tls_resumed(const struct ws *w)
+{
+	return w->ssl && SSL_session_reused(w->ssl);
+}
+
 bool ws__holds_parser(const struct ws *w)
 {
 	return w->fx != NULL;

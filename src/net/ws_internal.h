@@ -24,6 +24,8 @@ enum gw_err ws__parse_handshake(const char *p, size_t n, const char *accept, int
 struct ws;
 /* How an upgraded ws does its I/O: "fd", "ssl" or "curl" ("none" before). */
 const char *ws__io_name(const struct ws *w);
+/* Whether w's TLS handshake resumed a session (false for plain ws). */
+bool ws__tls_resumed(const struct ws *w);
 /* Whether w holds a wslay frame parser now (only while inside a frame). */
 bool ws__holds_parser(const struct ws *w);
 

@@ -253,6 +253,7 @@ struct cl {
 	bool pause_first;     /* ws_pause(true) in the first on_text */
 	bool close_on_open;
 	int expect_len;       /* 0 = any */
+	bool resumed;         /* at open: the TLS handshake resumed a session */
 };
 
 static void cl_open(void *arg)
@@ -263,6 +264,7 @@ static void cl_open(void *arg)
 	assert_string_equal(ws__io_name(c->w), c->f->tls ? "ssl" : "fd");
 	c->opened++;
 	c->watched_at_open = httpc__watched(c->f->h);
+	c->resumed = ws__tls_resumed(c->w);
 	if (c->send_on_open)
 		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
 	if (c->send2_on_open)
@@ -914,6 +916,46 @@ static void test_limit_at_header(void **state)
 	close(sv[1]);
 }
 
+static void on_rest_done(const struct httpc_resp *r, void *arg)
+{
+	struct fx *f = arg;
+	assert_int_equal(r->err, GW_OK);
+	mark(f);
+}
+
+/* Opens one wss to /echo, trades a message, closes; says whether its TLS
+ * handshake resumed a session. */
+static bool wss_round(struct fx *f)
+{
+	struct cl c = { .send_on_open = "x", .send_len = 1, .close_after = 1 };
+	open_cl(f, &c, "/echo", 0, 0);
+	f->done = 0;
+	run(f, 1);
+	assert_int_equal(c.err, GW_OK);
+	assert_string_equal(c.last, "x");
+	cl_release(&c);
+	return c.resumed;
+}
+
+/* One TLS-session share per client: a WebSocket to a host a REST call has
+ * just talked to resumes that call's session instead of a full handshake.
+ * Only REST connections leave sessions: a WebSocket's own TLS 1.3 tickets
+ * arrive after the handshake, on our direct SSL_read, where curl does not
+ * see them; and a server may take a ticket only once. */
+static void test_tls_session_resumed(void **state)
+{
+	struct fx *f = *state;
+	assert_false(wss_round(f));
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/", tls_peer.port);
+	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call *call;
+	assert_int_equal(httpc_call_start(f->h, &o, on_rest_done, f, &call), GW_OK);
+	f->done = 0;
+	run(f, 1);
+	assert_true(wss_round(f));
+}
+
 /* ---- pure parts ---- */
 
 static void test_accept_key(void **state)
@@ -1045,6 +1087,7 @@ int main(void)
 		BOTH(test_concurrent),
 		cmocka_unit_test_setup_teardown(test_parser_only_inside_frames, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_at_header, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_session_resumed, setup_tls, teardown),
 		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
