@@ -116,7 +116,6 @@ struct ws {
 	size_t left_off;        /* bytes of `in` after the header block: frames */
 	char accept[29];
 	struct ws_fctx *fx;     /* held only while wslay is inside a frame */
-	bool fx_keep;           /* the byte count below went wrong: hold it for good */
 	uint64_t unparsed;      /* bytes wslay read that made no whole frame yet */
 	size_t max_msg;
 	/* receiving */
@@ -409,11 +408,12 @@ static enum gw_err fx_take(struct ws *w)
 }
 
 /* wslay holds nothing of ours when every byte it read belongs to a whole
- * frame already handed over, and no frame is half-sent: its context is
- * then as new (waiting for a frame header, buffer empty). */
+ * frame already handed over, and no frame is half-sent (queued in `cur`, or
+ * cut by a failed send): its context is then as new (waiting for a frame
+ * header, buffer empty). */
 static bool fx_idle(const struct ws *w)
 {
-	return w->unparsed == 0 && w->fr_got == 0 && !w->cur && !w->fx_keep;
+	return w->unparsed == 0 && w->fr_got == 0 && !w->cur && !w->send_err;
 }
 
 /* Gives an idle context back for another ws. Only an open ws does: one
@@ -426,9 +426,8 @@ static void fx_give_idle(struct ws *w)
 	}
 }
 
-/* The header bytes wslay read for a frame. The shortest length form is
- * assumed: a longer one leaves bytes counted as unparsed, which only
- * keeps the context (never frees it too early). */
+/* The header bytes wslay read for a frame: wslay refuses a length not in
+ * its shortest form, so this is exact. */
 static uint64_t hdr_len(const struct wslay_frame_iocb *io)
 {
 	uint64_t n = io->payload_length;
@@ -761,6 +760,8 @@ static enum gw_err send_frame(struct ws *w, struct ws_out *f)
 static enum gw_err send_frames(struct ws *w)
 {
 	struct ws_out *f;
+	if (w->send_err)
+		return w->send_err; /* wslay is inside a frame that was cut */
 	while (!w->close_sent && (f = out_next(w))) {
 		enum gw_err err = send_frame(w, f);
 		if (err)
@@ -919,10 +920,8 @@ static enum gw_err on_piece(struct ws *w, const struct wslay_frame_iocb *io)
 {
 	uint64_t at = w->fr_got;
 	uint64_t used = (at == 0 ? hdr_len(io) : 0) + io->data_length;
-	if (used <= w->unparsed)
-		w->unparsed -= used;
-	else
-		w->fx_keep = true;
+	GW_ASSERT(used <= w->unparsed);
+	w->unparsed -= used;
 	if (at == 0) {
 		enum gw_err err = frame_start(w, io);
 		if (err)

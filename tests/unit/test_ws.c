@@ -893,6 +893,34 @@ static void test_parser_only_inside_frames(void **state)
 	}
 }
 
+/* A send that fails leaves wslay inside the frame it cut: that parser is
+ * never handed to another ws, whose next frame would go out behind the cut
+ * frame's header and mask. */
+static void test_cut_frame_parser_not_shared(void **state)
+{
+	struct fx *f = *state;
+	int a[2], b[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
+	struct cl ca = { .f = f }, cb = { .f = f };
+	assert_int_equal(ws__adopt_fd(f->h, a[0], 0, &cl_cbs, &ca, &ca.w), GW_OK);
+	assert_int_equal(ws__adopt_fd(f->h, b[0], 0, &cl_cbs, &cb, &cb.w), GW_OK);
+	close(a[1]); /* A's peer is gone: its next send fails inside the frame */
+	assert_int_equal(ws_send_text(ca.w, "x", 1), GW_OK); /* the failure ends it later */
+	assert_int_equal(ws_send_text(cb.w, "hi", 2), GW_OK);
+	uint8_t got[16];
+	assert_int_equal(read(b[1], got, sizeof(got)), 2 + 4 + 2);
+	assert_int_equal(got[0], 0x81);     /* FIN, text */
+	assert_int_equal(got[1], 0x80 | 2); /* masked, 2 bytes: B's own frame */
+	assert_int_equal(got[6] ^ got[2], 'h');
+	assert_int_equal(got[7] ^ got[3], 'i');
+	cl_release(&ca);
+	cl_release(&cb);
+	close(a[0]);
+	close(b[0]);
+	close(b[1]);
+}
+
 /* The size limit applies at a frame's first piece: a peer that announces
  * too much, sends one byte and stalls is refused at once, without waiting
  * for the rest or buffering any of it. (wslay reports a frame only with
@@ -1087,6 +1115,7 @@ int main(void)
 		BOTH(test_concurrent),
 		cmocka_unit_test_setup_teardown(test_parser_only_inside_frames, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_limit_at_header, setup_plain, teardown),
+		cmocka_unit_test_setup_teardown(test_cut_frame_parser_not_shared, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_session_resumed, setup_tls, teardown),
 		BOTH(test_alloc_failures),
 	};
