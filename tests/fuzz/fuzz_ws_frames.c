@@ -67,6 +67,8 @@ static void on_close(void *arg, enum gw_err err, int code, int http_status)
 {
 	struct run *r = arg;
 	GW_ASSERT(r->closes++ == 0);
+	/* No allocation fails here, so only the peer's doing ends a ws. */
+	GW_ASSERT(err == GW_OK || err == GW_EIO || err == GW_EPROTO || err == GW_ELIMIT);
 	/* The code says why, as ws.h promises. */
 	if (err == GW_OK)
 		GW_ASSERT(code == 1005 || (code >= 1000 && code <= 4999));

@@ -92,7 +92,7 @@ function protoFrames(c) {
     case 'ctlfrag': return frame(9, 'p', false);                         // fragmented ping
     case 'ctlbig': return frame(9, 'p'.repeat(126));                     // ping over 125 bytes
     case 'masked': return Buffer.from([0x81, 0x81, 1, 2, 3, 4, 0x78 ^ 1]);
-    case 'close1': return frame(8, 'x');                                 // 1-byte close payload
+    case 'close1': return frame(8, Buffer.from([0x0f]));                 // 1-byte close payload (0x0f.. would read as a valid code)
     case 'badcode': return frame(8, Buffer.from([0x03, 0xed]));          // 1005 on the wire
     default: return frame(1, 'unknown case');
   }
