@@ -568,6 +568,32 @@ static void test_queue_waits_for_a_slot(void **state)
 	result_free(&q[1]);
 }
 
+/* Waiting calls start in the order they were made: one slot comes free at
+ * a time here, so they also end in that order. */
+static void test_queue_order(void **state)
+{
+	struct fx *f = *state;
+	static struct result hang[CAP - 1];
+	static struct httpc_call *hc[CAP - 1];
+	struct result slow = { 0 }, q[2] = { 0 };
+	memset(hang, 0, sizeof(hang));
+	for (int i = 0; i < CAP - 1; i++)
+		hc[i] = start(f, &hang[i], "GET", "/hang", NULL, 0, 0, 10000);
+	start(f, &slow, "GET", "/slow", NULL, 0, 0, 0);
+	start(f, &q[0], "GET", "/get", NULL, 0, 0, 0);
+	start(f, &q[1], "GET", "/get", NULL, 0, 0, 0);
+	run(f, 3);
+	assert_int_equal(slow.order, 1);
+	assert_int_equal(q[0].order, 2);
+	assert_int_equal(q[1].order, 3);
+	for (int i = 0; i < CAP - 1; i++)
+		httpc_call_cancel(hc[i]);
+	assert_int_equal(httpc_active(f->h), 0);
+	result_free(&slow);
+	result_free(&q[0]);
+	result_free(&q[1]);
+}
+
 static void test_queue_cancel(void **state)
 {
 	struct fx *f = *state;
@@ -761,6 +787,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_callback_frees_arg, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_waits_for_a_slot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_timeout, setup, teardown),
 		cmocka_unit_test(test_free_with_calls_in_flight),
