@@ -538,6 +538,11 @@ static bool queued(const struct ws *w)
 	return w->cur || w->ctrl || w->data;
 }
 
+bool ws__queued(const struct ws *w)
+{
+	return queued(w);
+}
+
 static bool want_write(const struct ws *w)
 {
 	return !w->close_sent && queued(w);

@@ -26,6 +26,8 @@ struct ws;
 const char *ws__io_name(const struct ws *w);
 /* Whether w's TLS handshake resumed a session (false for plain ws). */
 bool ws__tls_resumed(const struct ws *w);
+/* Whether frames wait in w's send queue. */
+bool ws__queued(const struct ws *w);
 /* Whether w holds a wslay frame parser now (only while inside a frame). */
 bool ws__holds_parser(const struct ws *w);
 

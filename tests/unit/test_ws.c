@@ -254,6 +254,7 @@ struct cl {
 	bool close_on_open;
 	int expect_len;       /* 0 = any */
 	bool resumed;         /* at open: the TLS handshake resumed a session */
+	bool queued;          /* after the sends on open: frames waited in the queue */
 };
 
 static void cl_open(void *arg)
@@ -269,6 +270,7 @@ static void cl_open(void *arg)
 		assert_int_equal(ws_send_text(c->w, c->send_on_open, c->send_len), GW_OK);
 	if (c->send2_on_open)
 		assert_int_equal(ws_send_text(c->w, c->send2_on_open, strlen(c->send2_on_open)), GW_OK);
+	c->queued = ws__queued(c->w);
 	if (c->close_on_open)
 		ws_close(c->w, 1000);
 }
@@ -543,7 +545,8 @@ static void test_send_then_close(void **state)
 }
 
 /* The same with the message queued: a first one larger than the socket
- * takes at once is still going out when the second and the close come. */
+ * takes at once (the peer reads nothing for a while) is still going out
+ * when the second and the close come. */
 static void test_queued_then_close(void **state)
 {
 	struct fx *f = *state;
@@ -553,8 +556,9 @@ static void test_queued_then_close(void **state)
 	memset(big, 'b', n);
 	struct cl c = { .send_on_open = big, .send_len = n, .send2_on_open = "last words",
 			.close_on_open = true };
-	open_cl(f, &c, "/echo", (size_t)16 << 20, 0);
+	open_cl(f, &c, "/echoslow", (size_t)16 << 20, 0);
 	run(f, 1);
+	assert_true(c.queued);
 	assert_int_equal(c.texts, 2);
 	assert_string_equal(c.last, "last words");
 	assert_int_equal(c.err, GW_OK);

@@ -116,6 +116,11 @@ function onConnection(ws, url) {
     case '/echo':
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
       break;
+    case '/echoslow': // reads nothing for 300 ms, so the client's socket fills
+      ws._socket.pause();
+      setTimeout(() => ws._socket.resume(), 300);
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      break;
     case '/big':
       ws.send(textOf(Number(q.get('n') || 1048576)));
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
