@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -171,6 +172,15 @@ void h1_close_after(struct h1_req *r) { r->c->close_after = true; }
  * errors as before; on_write switches it off again once the output drained.
  * Replies call it through flush_ev (want_flush), so the pieces of one loop
  * turn (one upstream read) still leave in one writev. */
+/* Flushes that left bytes for the write event (tests: backpressure really
+ * happened). */
+static atomic_size_t write_waits;
+
+size_t h1__write_waits(void)
+{
+	return atomic_load_explicit(&write_waits, memory_order_relaxed);
+}
+
 static void flush(struct h1_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -181,8 +191,10 @@ static void flush(struct h1_conn *c)
 	evbuffer_unfreeze(out, 1);
 	(void)evbuffer_write(out, bufferevent_getfd(c->bev));
 	evbuffer_freeze(out, 1);
-	if (evbuffer_get_length(out))
+	if (evbuffer_get_length(out)) {
+		atomic_fetch_add_explicit(&write_waits, 1, memory_order_relaxed);
 		bufferevent_enable(c->bev, EV_WRITE);
+	}
 }
 
 static void conn_free(struct h1_conn *c)

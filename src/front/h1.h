@@ -58,6 +58,9 @@ void h1_write(struct h1_req *r, const char *p, size_t n);
 void h1_end(struct h1_req *r);
 /* Bytes written but not yet taken by the kernel. */
 size_t h1_unsent(const struct h1_req *r);
+
+/* Test hook: how often a flush left bytes for the write event, process-wide. */
+size_t h1__write_waits(void);
 /* Closes the connection after this reply. */
 void h1_close_after(struct h1_req *r);
 

@@ -31,7 +31,7 @@ struct fx {
 };
 
 #define DRAIN_PIECES 6
-#define DRAIN_BIG (512 * 1024) /* more than a loopback socket takes at once */
+#define DRAIN_BIG (16 * 1024 * 1024) /* more than a loopback socket and its peer take at once */
 
 /* /drain writes its next piece only when the output has drained, like a
  * stream under backpressure: if a drain went unreported it would stall. */
@@ -220,8 +220,10 @@ static void test_drain_reported(void **state)
 	int fd = client(f);
 	static char buf[DRAIN_BIG + 65536];
 	bool closed;
+	size_t waits = h1__write_waits();
 	send_all(fd, "GET /drain HTTP/1.1\r\nHost: a\r\n\r\n");
 	size_t n = pump(f, fd, 1, buf, sizeof(buf), &closed);
+	assert_true(h1__write_waits() > waits); /* the big piece did wait for the socket */
 	assert_false(closed);
 	assert_int_equal(f->drain_left, 0);
 	assert_true(n > DRAIN_BIG);
