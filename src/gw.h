@@ -105,6 +105,9 @@ static inline size_t gw_utf8_len(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void gw_hex(const unsigned char *p, size_t n, char *out);
+
 /* s[0..n) is 1+ bytes of [A-Za-z0-9_-]: safe in a URL path or query as is. */
 bool gw_url_id_ok(const char *s, size_t n);
 

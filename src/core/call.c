@@ -121,16 +121,6 @@ static void head_name(const char *chat_id, char *out, size_t n)
 	snprintf(out, n, "head:%s", chat_id);
 }
 
-static void key_hex(const uint8_t key[CONV_KEY_LEN], char out[2 * CONV_KEY_LEN + 1])
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < CONV_KEY_LEN; i++) {
-		out[2 * i] = digits[key[i] >> 4];
-		out[2 * i + 1] = digits[key[i] & 15];
-	}
-	out[2 * CONV_KEY_LEN] = '\0';
-}
-
 static void on_saved(enum gw_err err, void *arg)
 {
 	struct call *c = arg;
@@ -159,7 +149,7 @@ static void save_mapping(struct call *c)
 	e.last_used = gw_wall_s();
 	char name[160], hex[2 * CONV_KEY_LEN + 1];
 	head_name(c->hit.chat_id, name, sizeof(name));
-	key_hex(key, hex);
+	gw_hex(key, CONV_KEY_LEN, hex);
 	struct store *st = c->w->app->store;
 	if (store_kv_put(st, NULL, name, hex, strlen(hex), c->cfg->store_ttl, NULL, NULL, NULL) != GW_OK)
 		log_warn(c->rid, "conversation head not saved (store refused it)");
@@ -339,7 +329,7 @@ static void on_head(enum gw_err err, const char *value, size_t len, void *arg)
 	struct call *c = arg;
 	c->op = NULL;
 	char hex[2 * CONV_KEY_LEN + 1];
-	key_hex(c->key, hex);
+	gw_hex(c->key, CONV_KEY_LEN, hex);
 	if (err) {
 		log_warn(c->rid, "store unavailable (%s): starting a new upstream chat", gw_strerror(err));
 		c->have_hit = false;

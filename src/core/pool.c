@@ -92,9 +92,10 @@ static void account_id_of(const char *cookie, char out[32])
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
 	/* Out of memory inside OpenSSL: a random id keeps accounts apart. */
-	if (!EVP_Digest(cookie, strlen(cookie), md, NULL, gw_md_sha256(), NULL))
+	if (!gw_sha256(cookie, strlen(cookie), md))
 		GW_ASSERT(gw_random(md, sizeof(md)));
-	snprintf(out, 32, "acct-%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2], md[3], md[4], md[5]);
+	memcpy(out, "acct-", 5);
+	gw_hex(md, 6, out + 5);
 }
 
 static void cookie_key(const struct account *a, char out[64])

@@ -378,17 +378,13 @@ static void fail_now(struct store_op *op, enum gw_err err)
 
 static void key_name(const struct store_op *op, char *key, size_t size)
 {
-	static const char hex[] = "0123456789abcdef";
 	if (op->kind == STORE_OP_KV_GET || op->kind == STORE_OP_KV_PUT) {
 		snprintf(key, size, RD_KV_PREFIX "%s", op->name);
 		return;
 	}
 	size_t off = (size_t)snprintf(key, size, RD_CONV_PREFIX);
-	for (size_t i = 0; i < STORE_KEY_LEN && off + 2 < size; i++) {
-		key[off++] = hex[op->key[i] >> 4];
-		key[off++] = hex[op->key[i] & 15];
-	}
-	key[off] = '\0';
+	GW_ASSERT(off + 2 * STORE_KEY_LEN < size);
+	gw_hex(op->key, STORE_KEY_LEN, key + off);
 }
 
 /* Builds the argv of op's command; values point into op or into the

@@ -28,12 +28,8 @@ const EVP_MD *gw_md_sha256(void)
 	return sha256;
 }
 
-void gw_hex(const unsigned char *p, size_t n, char *out)
+bool gw_sha256(const void *p, size_t n, unsigned char out[32])
 {
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * n] = '\0';
+	unsigned int len = 0;
+	return EVP_Digest(p, n, out, &len, gw_md_sha256(), NULL) && len == 32;
 }

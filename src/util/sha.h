@@ -7,12 +7,14 @@
 #ifndef GW_SHA_H
 #define GW_SHA_H
 
+#include "gw.h"
+
 #include <openssl/evp.h>
 
 const EVP_MD *gw_md_sha1(void);
 const EVP_MD *gw_md_sha256(void);
 
-/* n bytes as 2n lowercase hex digits and a NUL. */
-void gw_hex(const unsigned char *p, size_t n, char *out);
+/* SHA-256 of p[0..n); false only if OpenSSL runs out of memory. */
+bool gw_sha256(const void *p, size_t n, unsigned char out[32]) GW_MUSTCHECK;
 
 #endif
