@@ -33,6 +33,13 @@
 /* Idle objects kept for ws.c (its frame parsers, 4 KB each). */
 #define HTTPC_SPARES 32
 
+/* A bounded stack of idle objects: reset easy handles, ws.c's spares. */
+struct httpc_stack {
+	void *v[HTTPC_SPARES];
+	size_t n, cap;
+};
+_Static_assert(HTTPC_IDLE_EASY <= HTTPC_SPARES, "the idle easy handles fit a stack");
+
 /* One curl multi handle with its timer: the REST calls' one, or a
  * WebSocket shard. */
 struct httpc_multi {
@@ -65,22 +72,18 @@ struct httpc {
 	char *ca_bundle;
 	char *user_agent;
 	long connect_timeout_ms;
-	size_t active;     /* easy handles on the multis */
 	int ws_alive;      /* ws objects not yet freed */
 	struct httpc_call *calls;
 	/* Calls waiting for one of the HTTPC_REST_CONNS slots, oldest first:
 	 * they hold no curl handle or buffer until they start. */
 	struct httpc_call *queue, **queue_tail;
-	size_t n_queued;
 	struct event *pump;         /* starts queued calls, from the loop */
 	struct event *qtimer;       /* fails queued calls whose timeout passed */
 	uint64_t q_due_us;          /* when qtimer fires, 0 = not armed */
 	struct httpc_sock *socks;
 	struct httpc_owner *doomed; /* handles whose socket we failed to watch */
-	CURL *idle[HTTPC_IDLE_EASY]; /* reset, not on the multi */
-	size_t n_idle;
-	void *spare[HTTPC_SPARES];  /* given back by ws.c, for its next taker */
-	size_t n_spare;
+	struct httpc_stack idle;    /* reset easy handles, not on a multi */
+	struct httpc_stack spare;   /* given back by ws.c, for its next taker */
 	void (*spare_free)(void *);
 };
 
@@ -118,6 +121,20 @@ static CURLcode global_rc = CURLE_FAILED_INIT;
 static void global_init(void)
 {
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void *stack_take(struct httpc_stack *s)
+{
+	return s->n ? s->v[--s->n] : NULL;
+}
+
+/* False when full: the caller frees p. */
+static bool stack_put(struct httpc_stack *s, void *p)
+{
+	if (s->n == s->cap)
+		return false;
+	s->v[s->n++] = p;
+	return true;
 }
 
 /* ---- libevent <-> curl glue ---- */
@@ -310,6 +327,12 @@ static void multi_fini(struct httpc_multi *mu)
 		event_free(mu->timer);
 }
 
+static void shard_free(struct httpc_multi *mu)
+{
+	multi_fini(mu);
+	gw_free(mu);
+}
+
 /* A shard with room for one more WebSocket: the first that has some, so
  * the others empty out and get reaped. */
 static struct httpc_multi *shard_get(struct httpc *h)
@@ -322,8 +345,7 @@ static struct httpc_multi *shard_get(struct httpc *h)
 	if (!mu)
 		return NULL;
 	if (!multi_init(mu, h, HTTPC_WS_CONNS)) {
-		multi_fini(mu);
-		gw_free(mu);
+		shard_free(mu);
 		return NULL;
 	}
 	mu->next = h->shards;
@@ -347,8 +369,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		*pp = mu->next;
-		multi_fini(mu);
-		gw_free(mu);
+		shard_free(mu);
 	}
 }
 
@@ -373,6 +394,8 @@ struct httpc *httpc_new(struct event_base *base, const struct httpc_opts *opts)
 	if (opts->ca_bundle)
 		h->ca_bundle = gw_strdup(opts->ca_bundle);
 	h->queue_tail = &h->queue;
+	h->idle.cap = HTTPC_IDLE_EASY;
+	h->spare.cap = HTTPC_SPARES;
 	h->reap = event_new(base, -1, 0, on_reap, h);
 	h->pump = event_new(base, -1, 0, on_pump, h);
 	h->qtimer = evtimer_new(base, on_qtimer, h);
@@ -400,14 +423,13 @@ void httpc_free(struct httpc *h)
 	while (h->shards) {
 		struct httpc_multi *mu = h->shards;
 		h->shards = mu->next;
-		multi_fini(mu);
-		gw_free(mu);
+		shard_free(mu);
 	}
 	GW_ASSERT(!h->socks);
-	while (h->n_idle)
-		curl_easy_cleanup(h->idle[--h->n_idle]);
-	while (h->n_spare)
-		h->spare_free(h->spare[--h->n_spare]);
+	for (void *e; (e = stack_take(&h->idle));)
+		curl_easy_cleanup(e);
+	for (void *p; (p = stack_take(&h->spare));)
+		h->spare_free(p);
 	if (h->share)
 		curl_share_cleanup(h->share); /* after the last easy handle */
 	if (h->reap)
@@ -423,7 +445,14 @@ void httpc_free(struct httpc *h)
 
 size_t httpc_active(const struct httpc *h)
 {
-	return h ? h->active + h->n_queued : 0;
+	if (!h)
+		return 0;
+	size_t n = h->rest.handles;
+	for (const struct httpc_multi *mu = h->shards; mu; mu = mu->next)
+		n += mu->handles;
+	for (const struct httpc_call *c = h->queue; c; c = c->q_next)
+		n++;
+	return n;
 }
 
 size_t httpc__watched(const struct httpc *h)
@@ -454,17 +483,14 @@ const char *httpc__user_agent(const struct httpc *h)
 
 void *httpc__spare_take(struct httpc *h)
 {
-	return h->n_spare ? h->spare[--h->n_spare] : NULL;
+	return stack_take(&h->spare);
 }
 
 void httpc__spare_give(struct httpc *h, void *p, void (*free_fn)(void *))
 {
-	if (h->n_spare < HTTPC_SPARES) {
-		h->spare_free = free_fn;
-		h->spare[h->n_spare++] = p;
-	} else {
+	h->spare_free = free_fn;
+	if (!stack_put(&h->spare, p))
 		free_fn(p);
-	}
 }
 
 void httpc__ws_ref(struct httpc *h, int delta)
@@ -522,7 +548,6 @@ enum gw_err httpc__add(struct httpc *h, CURL *e, struct httpc_owner *owner, bool
 	if (rc != CURLM_OK)
 		return GW_EIO;
 	mu->handles++;
-	h->active++;
 	return GW_OK;
 }
 
@@ -530,10 +555,9 @@ void httpc__remove(struct httpc *h, CURL *e)
 {
 	struct httpc_owner *o = owner_of(e);
 	struct httpc_multi *mu = o->mu;
-	GW_ASSERT(h->active > 0 && mu->handles > 0);
+	GW_ASSERT(mu->handles > 0);
 	undoom(h, o);
 	curl_multi_remove_handle(mu->m, e);
-	h->active--;
 	if (--mu->handles == 0 && mu != &h->rest)
 		event_active(h->reap, 0, 0);
 }
@@ -677,20 +701,16 @@ static void call_unlink(struct httpc_call *c)
 /* An easy handle for a call: a kept one if any, else a new one. */
 static CURL *easy_get(struct httpc *h)
 {
-	if (h->n_idle)
-		return h->idle[--h->n_idle];
-	return curl_easy_init();
+	CURL *e = stack_take(&h->idle);
+	return e ? e : curl_easy_init();
 }
 
 /* Takes back a handle that is not on the multi. */
 static void easy_put(struct httpc *h, CURL *e)
 {
-	if (h->n_idle < HTTPC_IDLE_EASY) {
-		curl_easy_reset(e);
-		h->idle[h->n_idle++] = e;
-	} else {
+	curl_easy_reset(e);
+	if (!stack_put(&h->idle, e))
 		curl_easy_cleanup(e);
-	}
 }
 
 static void call_free(struct httpc_call *c)
@@ -796,7 +816,6 @@ static void queue_push(struct httpc *h, struct httpc_call *c)
 	c->q_next = NULL;
 	*h->queue_tail = c;
 	h->queue_tail = &c->q_next;
-	h->n_queued++;
 	qtimer_arm(h, call_due_us(c));
 }
 
@@ -808,7 +827,21 @@ static void queue_remove(struct httpc *h, struct httpc_call *c)
 	*pp = c->q_next;
 	if (h->queue_tail == &c->q_next)
 		h->queue_tail = pp;
-	h->n_queued--;
+	if (!h->queue) {
+		evtimer_del(h->qtimer);
+		h->q_due_us = 0;
+	}
+}
+
+/* Ends a call that never reached curl; the callback may start or cancel
+ * other calls, so callers read the queue again after it. */
+static void queue_fail(struct httpc_call *c, enum gw_err err)
+{
+	queue_remove(c->h, c);
+	call_unlink(c);
+	struct httpc_resp r = { .err = err,
+				.error = err == GW_ETIMEOUT ? queue_timeout_msg : gw_strerror(err) };
+	call_report(c, &r);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
@@ -818,16 +851,11 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	while (h->queue && h->rest.handles < (size_t)HTTPC_REST_CONNS) {
 		struct httpc_call *c = h->queue;
-		queue_remove(h, c);
 		enum gw_err err = call_launch(c);
-		if (!err)
-			continue;
-		/* Reported like a failed transfer; the callback may start or
-		 * cancel other calls, so the queue is read again after it. */
-		call_unlink(c);
-		struct httpc_resp r = { .err = err,
-					.error = err == GW_ETIMEOUT ? queue_timeout_msg : gw_strerror(err) };
-		call_report(c, &r);
+		if (err)
+			queue_fail(c, err);
+		else
+			queue_remove(h, c);
 	}
 }
 
@@ -846,11 +874,8 @@ static void on_qtimer(evutil_socket_t fd, short what, void *arg)
 			c = c->q_next;
 			continue;
 		}
-		queue_remove(h, c);
-		call_unlink(c);
-		struct httpc_resp r = { .err = GW_ETIMEOUT, .error = queue_timeout_msg };
-		call_report(c, &r);
-		c = h->queue; /* the callback may have changed the queue */
+		queue_fail(c, GW_ETIMEOUT);
+		c = h->queue;
 	}
 }
 
