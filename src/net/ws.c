@@ -795,6 +795,14 @@ static void deliver_text(struct ws *w, const uint8_t *p, size_t n)
 		w->cbs.on_text(w->arg, (const char *)p, n);
 }
 
+/* A one-frame message whose payload wslay hands over in one piece: it is
+ * delivered from wslay's read buffer, never copied. */
+static bool whole_in_piece(const struct wslay_frame_iocb *io, uint64_t at)
+{
+	return at == 0 && io->fin && io->opcode != WSLAY_CONTINUATION_FRAME &&
+	       io->data_length == io->payload_length;
+}
+
 /* A data frame begins: fragment order and the size limit are checked
  * before any byte of it is buffered. */
 static enum gw_err data_start(struct ws *w, const struct wslay_frame_iocb *io)
@@ -814,9 +822,7 @@ static enum gw_err data_start(struct ws *w, const struct wslay_frame_iocb *io)
 	if (io->payload_length > w->max_msg - w->msg_len)
 		return GW_ELIMIT;
 	w->msg_len += io->payload_length;
-	bool whole = io->fin && io->opcode != WSLAY_CONTINUATION_FRAME &&
-		     io->data_length == io->payload_length;
-	if (w->msg_op != WSLAY_TEXT_FRAME || whole)
+	if (w->msg_op != WSLAY_TEXT_FRAME || whole_in_piece(io, 0))
 		return GW_OK;
 	return buf_reserve(&w->msg, (size_t)io->payload_length) ? GW_ENOMEM : GW_OK;
 }
@@ -853,8 +859,7 @@ static enum gw_err data_chunk(struct ws *w, const struct wslay_frame_iocb *io, u
 			w->msg_op = 0;
 		return GW_OK;
 	}
-	if (last && at == 0 && io->opcode == WSLAY_TEXT_FRAME) {
-		/* The whole message sits in wslay's read buffer: no copy. */
+	if (whole_in_piece(io, at)) {
 		w->msg_op = 0;
 		deliver_text(w, io->data, io->data_length);
 		return GW_OK;

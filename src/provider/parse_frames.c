@@ -179,11 +179,13 @@ static enum gw_err parse_jansson(const char *msg, size_t n, frame_item_cb *cb, v
  *
  * jscan validates a frame exactly as jansson would, the strings are read
  * in place and the update buffer is unescaped into a stack scratch area.
- * A frame is wholly validated and classified before its first item is
- * delivered; whatever the fast path does not handle (invalid JSON, a line
- * that is not an object, an escaped unknown type...) goes to the jansson
- * path whole, so no item is delivered twice and the result never depends
- * on how much the fast path covers. */
+ * The outer frame is validated whole before anything is delivered; then
+ * the buffer's lines go out one by one, each from the scanner when it has
+ * the usual shape and otherwise through jansson (parse_line), which gives
+ * the item or error the jansson path would give for that line. An outer
+ * frame the fast path does not handle (invalid JSON, an escaped unknown
+ * type...) goes to the jansson path whole. So no item is delivered twice
+ * and the result never depends on how much the fast path covers. */
 
 /* Unescaped buffer bytes kept on the stack: every delta frame, and
  * snapshot frames of replies up to about this size; larger ones make one

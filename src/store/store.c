@@ -17,7 +17,8 @@
  * a later loop turn (never inside the call that submitted it) and no thread
  * is woken. The store thread then only runs the periodic sweep.
  *
- * Ownership: the store thread owns an op until it is DELIVERING, then the
+ * Ownership: the thread that runs an op (the store thread, or for an
+ * inline backend the caller's) owns it until it is DELIVERING, then the
  * delivery event (or a cancel) does. The store struct lives until it is
  * closed and the last op is released, so a late delivery after store_close
  * still finds its mutex. */
