@@ -124,6 +124,12 @@ static void turn_end(struct turn *t, const struct chat_error *e)
 static void turn_fail(struct turn *t, int status, const char *type, const char *code, const char *fmt,
 		      ...) GW_PRINTF(5, 6);
 
+static void turn_fail_with(struct turn *t, const struct chat_error *e)
+{
+	log_warn(t->rid, "upstream: %s", e->message);
+	turn_end(t, e);
+}
+
 static void turn_fail(struct turn *t, int status, const char *type, const char *code, const char *fmt, ...)
 {
 	struct chat_error e;
@@ -132,8 +138,7 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
 	va_start(ap, fmt);
 	vsnprintf(e.message, sizeof(e.message), fmt, ap);
 	va_end(ap);
-	log_warn(t->rid, "upstream: %s", e.message);
-	turn_end(t, &e);
+	turn_fail_with(t, &e);
 }
 
 /* The gateway itself ran out of descriptors or memory: not the upstream's
@@ -144,8 +149,7 @@ static void fail_local(struct turn *t, const char *what)
 	chat_error_set(&e, 503, "unavailable", "local_resources",
 		       "The gateway is out of descriptors or memory (%s); retry shortly.", what);
 	e.retry_after = 1;
-	log_warn(t->rid, "upstream: %s", e.message);
-	turn_end(t, &e);
+	turn_fail_with(t, &e);
 }
 
 static void fail_resp(struct turn *t, const char *what, const struct httpc_resp *r)

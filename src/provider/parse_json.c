@@ -67,9 +67,11 @@ static bool parse_offset(const char *p, const char *end, bool strict, int *off)
 	int sign = *p++ == '-' ? -1 : 1;
 	if (!parse_digits(&p, end, 2, &hh))
 		return false;
-	if (strict ? !parse_expect(&p, end, ':') || !parse_digits(&p, end, 2, &mm)
-		   : p < end && (parse_expect(&p, end, ':'), !parse_digits(&p, end, 2, &mm)))
-		return false;
+	if (strict || p < end) { /* the lenient form may omit ":mm", or just the colon */
+		bool colon = parse_expect(&p, end, ':');
+		if ((strict && !colon) || !parse_digits(&p, end, 2, &mm))
+			return false;
+	}
 	if (p != end || hh > 23 || mm > 59)
 		return false;
 	*off = sign * (hh * 3600 + mm * 60);
