@@ -39,6 +39,7 @@ static void ch_free(struct chat_http *ch)
 	buf_release(&ch->text);
 	buf_release(&ch->reasoning);
 	buf_release(&ch->out);
+	oai_stream_release(&ch->ids);
 	req_ctx_free(ch->ctx);
 	gw_free(ch);
 }

@@ -465,7 +465,7 @@ static enum gw_err add_qstr_or_null(struct buf *b, const char *s)
 	return s ? add_qstr(b, s, strlen(s)) : buf_adds(b, "null");
 }
 
-static enum gw_err chunk_head(struct buf *b, const struct oai_stream *s)
+static enum gw_err format_head(struct buf *b, const struct oai_stream *s)
 {
 	enum gw_err e = buf_adds(b, "data: {\"id\":");
 	if (!e)
@@ -483,10 +483,30 @@ static enum gw_err chunk_head(struct buf *b, const struct oai_stream *s)
 	return e;
 }
 
+/* Every chunk of a stream starts with the same bytes: they are formatted
+ * (id and model escaped, created in decimal) for the first chunk only and
+ * copied after that. Not caching them (out of memory) only costs time. */
+static enum gw_err chunk_head(struct buf *b, struct oai_stream *s)
+{
+	if (s->head)
+		return buf_add(b, s->head, s->head_len);
+	size_t start = b->len;
+	enum gw_err e = format_head(b, s);
+	if (!e) {
+		size_t n = b->len - start;
+		s->head = gw_malloc(n);
+		if (s->head) {
+			memcpy(s->head, b->p + start, n);
+			s->head_len = n;
+		}
+	}
+	return e;
+}
+
 #define CHOICE_OPEN "{\"index\":0,\"delta\":"
 #define CHOICE_TAIL_NULL ",\"logprobs\":null,\"finish_reason\":null}]}\n\n"
 
-enum gw_err oai_sse_role(struct buf *b, const struct oai_stream *s)
+enum gw_err oai_sse_role(struct buf *b, struct oai_stream *s)
 {
 	size_t start = b->len;
 	enum gw_err e = chunk_head(b, s);
@@ -496,7 +516,7 @@ enum gw_err oai_sse_role(struct buf *b, const struct oai_stream *s)
 	return finish(b, start, e);
 }
 
-enum gw_err oai_sse_delta(struct buf *b, const struct oai_stream *s, const char *text, size_t n,
+enum gw_err oai_sse_delta(struct buf *b, struct oai_stream *s, const char *text, size_t n,
 			  bool reasoning)
 {
 	size_t start = b->len;
@@ -511,7 +531,7 @@ enum gw_err oai_sse_delta(struct buf *b, const struct oai_stream *s, const char 
 	return finish(b, start, e);
 }
 
-enum gw_err oai_sse_finish(struct buf *b, const struct oai_stream *s, const char *finish_reason)
+enum gw_err oai_sse_finish(struct buf *b, struct oai_stream *s, const char *finish_reason)
 {
 	size_t start = b->len;
 	enum gw_err e = chunk_head(b, s);
@@ -532,7 +552,7 @@ static enum gw_err add_usage(struct buf *b, int prompt, int completion)
 			  ",\"total_tokens\":%" PRId64 "}", p, c, p + c);
 }
 
-enum gw_err oai_sse_usage(struct buf *b, const struct oai_stream *s, int prompt_tokens,
+enum gw_err oai_sse_usage(struct buf *b, struct oai_stream *s, int prompt_tokens,
 			  int completion_tokens)
 {
 	size_t start = b->len;
@@ -711,6 +731,15 @@ void oai_stream_init(struct oai_stream *s, const char *model)
 	if (n)
 		memcpy(s->model, model, n);
 	s->model[n] = '\0';
+	s->head = NULL;
+	s->head_len = 0;
+}
+
+void oai_stream_release(struct oai_stream *s)
+{
+	gw_free(s->head);
+	s->head = NULL;
+	s->head_len = 0;
 }
 
 /* ---- token estimates ------------------------------------------------- */

@@ -38,25 +38,30 @@ struct oai_stream {
 	char id[48];      /* "chatcmpl-" + 24 random alphanumerics */
 	int64_t created;  /* Unix seconds */
 	char model[128];  /* the model name echoed to the client (truncated) */
+	char *head;       /* the chunk head up to "choices":[, once formatted (owned) */
+	size_t head_len;
 };
 
 /* Fills s with a fresh id, the current time and model (NULL gives ""). The
  * id comes from a cheap per-thread non-cryptographic generator: it must be
  * unique enough to tell replies apart, not unguessable. */
 void oai_stream_init(struct oai_stream *s, const char *model);
+/* Frees what the SSE writers cached in s (release before initialising s
+ * again). */
+void oai_stream_release(struct oai_stream *s);
 
 /* One SSE event each: "data: {chat.completion.chunk}\n\n". */
 /* First chunk: delta {"role":"assistant","content":""}. */
-enum gw_err oai_sse_role(struct buf *b, const struct oai_stream *s) GW_MUSTCHECK;
+enum gw_err oai_sse_role(struct buf *b, struct oai_stream *s) GW_MUSTCHECK;
 /* delta {"content":text} or, if reasoning, {"reasoning_content":text}.
  * Invalid UTF-8 in text becomes U+FFFD. */
-enum gw_err oai_sse_delta(struct buf *b, const struct oai_stream *s, const char *text, size_t n,
+enum gw_err oai_sse_delta(struct buf *b, struct oai_stream *s, const char *text, size_t n,
 			  bool reasoning) GW_MUSTCHECK;
 /* delta {} with finish_reason ("stop" when NULL). */
-enum gw_err oai_sse_finish(struct buf *b, const struct oai_stream *s,
+enum gw_err oai_sse_finish(struct buf *b, struct oai_stream *s,
 			   const char *finish_reason) GW_MUSTCHECK;
 /* choices [] and usage; negative counts are sent as 0. */
-enum gw_err oai_sse_usage(struct buf *b, const struct oai_stream *s, int prompt_tokens,
+enum gw_err oai_sse_usage(struct buf *b, struct oai_stream *s, int prompt_tokens,
 			  int completion_tokens) GW_MUSTCHECK;
 /* "data: {"error":{...}}\n\n", for errors after the first SSE byte; send
  * OAI_SSE_DONE after it. */

@@ -562,6 +562,7 @@ static void test_sse_chunks(void **state)
 
 	assert_string_equal(OAI_SSE_DONE, "data: [DONE]\n\n");
 	buf_release(&b);
+	oai_stream_release(&s);
 }
 
 /* Several events in one buffer: each is a separate, parseable event. */
@@ -591,6 +592,7 @@ static void test_sse_sequence(void **state)
 	}
 	assert_int_equal(events, 4);
 	buf_release(&b);
+	oai_stream_release(&s);
 }
 
 static void check_delta_roundtrip_n(const char *in, size_t n, const char *want, size_t wn)
@@ -608,6 +610,7 @@ static void check_delta_roundtrip_n(const char *in, size_t n, const char *want, 
 		assert_memory_equal(json_string_value(c), want, wn);
 	json_decref(j);
 	buf_release(&b);
+	oai_stream_release(&s);
 }
 
 static void check_delta_roundtrip(const char *in, size_t n, const char *want)
@@ -658,6 +661,47 @@ static void test_sse_rollback(void **state)
 	gw_alloc_fail_at(0);
 	assert_int_equal(b.len, 0);
 	buf_release(&b);
+	oai_stream_release(&s);
+}
+
+/* The chunk head is formatted once per stream and copied after that: the
+ * copy must be byte for byte what formatting gives, per stream, and a head
+ * that could not be kept (out of memory) is formatted again. */
+static void test_sse_head_cached(void **state)
+{
+	(void)state;
+	struct oai_stream s, t;
+	struct buf b, c;
+	oai_stream_init(&s, "m \"q\" \xc3\xa9");
+	oai_stream_init(&t, "other");
+	buf_init(&b, 1 << 20);
+	buf_init(&c, 1 << 20);
+	/* b has room, so the one allocation is the one keeping the head. */
+	assert_int_equal(buf_reserve(&b, 4096), GW_OK);
+	gw_alloc_fail_at(1);
+	assert_int_equal(oai_sse_delta(&b, &s, "x", 1, false), GW_OK);
+	gw_alloc_fail_at(0);
+	assert_null(s.head);
+	size_t first = b.len;
+	assert_int_equal(oai_sse_delta(&b, &s, "x", 1, false), GW_OK);
+	assert_non_null(s.head);
+	assert_int_equal(oai_sse_delta(&b, &s, "x", 1, false), GW_OK);
+	assert_int_equal(b.len, 3 * first);
+	assert_memory_equal(b.p, b.p + first, first);
+	assert_memory_equal(b.p, b.p + 2 * first, first);
+	json_t *j = sse_json(b.p + 2 * first, first);
+	check_chunk_head(j, &s);
+	json_decref(j);
+	/* Another stream keeps its own. */
+	assert_int_equal(oai_sse_delta(&c, &t, "x", 1, false), GW_OK);
+	assert_int_equal(oai_sse_delta(&c, &t, "x", 1, false), GW_OK);
+	j = sse_json(c.p + c.len / 2, c.len / 2);
+	check_chunk_head(j, &t);
+	json_decref(j);
+	buf_release(&b);
+	buf_release(&c);
+	oai_stream_release(&s);
+	oai_stream_release(&t);
 }
 
 static void test_sse_error(void **state)
@@ -883,6 +927,7 @@ int main(void)
 		cmocka_unit_test(test_sse_sequence),
 		cmocka_unit_test(test_sse_escaping),
 		cmocka_unit_test(test_sse_rollback),
+		cmocka_unit_test(test_sse_head_cached),
 		cmocka_unit_test(test_sse_error),
 		cmocka_unit_test(test_completion_json),
 		cmocka_unit_test(test_error_json),
