@@ -688,3 +688,53 @@ size_t jscan_str_decode(const struct jscan_val *v, char *out)
 	}
 	return (size_t)(w - out);
 }
+
+/* scan_string and jscan_str_decode in one pass, for a string read once. */
+bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len, size_t *quote_at)
+{
+	const uchar *p = (const uchar *)s, *end = p + n;
+	char *w = out;
+	for (;;) {
+		/* Copy the plain run as skip_plain finds it, 8 bytes at a time. */
+		while (end - p >= 8) {
+			uint64_t x = load8(p), m = special8(x);
+			if (m) {
+				for (size_t k = first_flagged(m); k; k--)
+					*w++ = (char)*p++;
+				break;
+			}
+			memcpy(w, &x, 8);
+			w += 8;
+			p += 8;
+		}
+		while (p < end && str_class[*p] == C_PLAIN)
+			*w++ = (char)*p++;
+		if (p >= end)
+			return false;
+		size_t l;
+		switch (str_class[*p]) {
+		case C_QUOTE:
+			*out_len = (size_t)(w - out);
+			*quote_at = (size_t)(p - (const uchar *)s);
+			return true;
+		case C_BSLASH: {
+			if (!scan_escape(p + 1, end))
+				return false;
+			const char *e = (const char *)p;
+			w += unescape(&e, (const char *)end, w);
+			p = (const uchar *)e;
+			break;
+		}
+		case C_HIGH:
+			l = gw_utf8_len(p, (size_t)(end - p));
+			if (!l)
+				return false;
+			memmove(w, p, l);
+			w += l;
+			p += l;
+			break;
+		default:
+			return false; /* a raw control character */
+		}
+	}
+}

@@ -93,4 +93,12 @@ static inline bool jscan_str_eq(const struct jscan_val *v, const char *lit, size
  * (never more than v->n; never holds a NUL). */
 size_t jscan_str_decode(const struct jscan_val *v, char *out);
 
+/* Validates and decodes, in one pass, the JSON string whose body starts at
+ * s (just past its opening quote) and ends before s + n. out has room for
+ * n bytes and may be s itself. True if the string is one jscan_parse would
+ * accept: then *out_len is its decoded length and *quote_at the offset of
+ * its closing quote. On false, out holds garbage. */
+bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len,
+		    size_t *quote_at) GW_MUSTCHECK;
+
 #endif

@@ -348,6 +348,32 @@ static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void 
 	return true;
 }
 
+/* The update frame as the upstream writes it, byte for byte up to the
+ * buffer's opening quote. Such a frame is read in one pass: its buffer is
+ * checked while it is decoded, and only the closing "} is left to check.
+ * Any other spelling (spaces, key order, escapes) takes fast_parse. */
+#define UPDATE_HEAD "{\"type\":\"update\",\"buffer\":\""
+
+/* True if the frame was handled (*err is then frame_parse's result). */
+static bool update_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	size_t hl = sizeof(UPDATE_HEAD) - 1;
+	if (n < hl + 2 || memcmp(msg, UPDATE_HEAD, hl) != 0)
+		return false;
+	const char *body = msg + hl;
+	size_t bn = n - hl, len, quote;
+	char stack[FAST_SCRATCH];
+	char *s = bn <= sizeof(stack) ? stack : gw_malloc(bn);
+	if (!s)
+		return false;
+	bool whole = jscan_str_take(body, bn, s, &len, &quote) && quote + 2 == bn && body[bn - 1] == '}';
+	if (whole)
+		*err = fast_lines(s, len, cb, arg);
+	if (s != stack)
+		gw_free(s);
+	return whole;
+}
+
 /* classify_state on jscan values. */
 static void fast_state(const struct jscan_val *state, struct frame_item *it)
 {
@@ -422,7 +448,8 @@ enum gw_err frame_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg)
 	enum gw_err err;
 	if (!msg)
 		return GW_EPROTO;
-	if (is_pong(msg, n, cb, arg, &err) || fast_parse(msg, n, cb, arg, &err))
+	if (is_pong(msg, n, cb, arg, &err) || update_parse(msg, n, cb, arg, &err) ||
+	    fast_parse(msg, n, cb, arg, &err))
 		return err;
 	return parse_jansson(msg, n, cb, arg);
 }

@@ -276,6 +276,14 @@ static void check_decode(const char *json_str)
 	n = jscan_str_decode(&v, (char *)v.p); /* in place */
 	assert_int_equal(n, wlen);
 	assert_memory_equal(v.p, want, n);
+	/* The one-pass take of the same string (doc was decoded in place
+	 * above: write it again). */
+	snprintf(doc, sizeof(doc), "{\"k\":\"%s\"}", json_str);
+	size_t quote = 0;
+	assert_true(jscan_str_take(doc + 6, strlen(doc) - 6, out, &n, &quote));
+	assert_int_equal(n, wlen);
+	assert_memory_equal(out, want, n);
+	assert_int_equal(quote, strlen(doc) - 8);
 	json_decref(j);
 }
 
@@ -340,6 +348,49 @@ static void test_random_agreement(void **state)
 	assert_true(accepted > 1000); /* the generator does reach valid documents */
 }
 
+/* jscan_str_take on random string bodies: it takes a body whole exactly
+ * when jansson reads ["body"] as an array of that one string, and then
+ * decodes it as jansson does. */
+static void test_take_agreement(void **state)
+{
+	(void)state;
+	static const char *const parts[] = {
+		"a", "\"", "\\", "\\n", "\\\"", "\\u", "00e9", "d83d", "\\ude42", "\\ud83d",
+		"\\u0000", "\\x", "\xc3\xa9", "\xe4\xbd", "\xa0", "\xff", "\t", "\x01", " ", "]",
+	};
+	srand(4343);
+	int taken = 0;
+	for (int i = 0; i < 100000; i++) {
+		char doc[256], out[256];
+		size_t n = 0, want = (size_t)(rand() % 12);
+		doc[n++] = '[';
+		doc[n++] = '"';
+		for (size_t k = 0; k < want; k++) {
+			const char *p = parts[rand() % (int)GW_ARRAY_LEN(parts)];
+			memcpy(doc + n, p, strlen(p));
+			n += strlen(p);
+		}
+		doc[n++] = '"';
+		doc[n++] = ']';
+		doc[n] = '\0';
+		json_error_t jerr;
+		json_t *j = json_loadb(doc, n, 0, &jerr);
+		json_t *v = json_array_get(j, 0);
+		bool one = j && json_array_size(j) == 1 && json_is_string(v);
+		size_t len = 0, quote = 0;
+		bool whole = jscan_str_take(doc + 2, n - 2, out, &len, &quote) && quote == n - 4;
+		if (one != whole)
+			fail_msg("disagree on '%s': take %d, jansson %d", doc, whole, one);
+		if (one) {
+			assert_int_equal(len, json_string_length(v));
+			assert_memory_equal(out, json_string_value(v), len);
+			taken++;
+		}
+		json_decref(j);
+	}
+	assert_true(taken > 1000);
+}
+
 int main(void)
 {
 	json_set_alloc_funcs(gw_malloc, gw_free);
@@ -351,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_members),
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_random_agreement),
+		cmocka_unit_test(test_take_agreement),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
