@@ -690,6 +690,16 @@ size_t jscan_str_decode(const struct jscan_val *v, char *out)
 }
 
 /* scan_string and jscan_str_decode in one pass, for a string read once. */
+bool jscan_str_scan(const char *s, size_t n, size_t *quote_at, bool *esc)
+{
+	*esc = false;
+	const uchar *q = scan_string((const uchar *)s, (const uchar *)s + n, esc);
+	if (!q)
+		return false;
+	*quote_at = (size_t)(q - (const uchar *)s);
+	return true;
+}
+
 /* The byte each one-letter escape stands for, 0 for the others. */
 static const uchar simple_esc[256] = {
 	['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',

@@ -93,6 +93,12 @@ static inline bool jscan_str_eq(const struct jscan_val *v, const char *lit, size
  * (never more than v->n; never holds a NUL). */
 size_t jscan_str_decode(const struct jscan_val *v, char *out);
 
+/* Validates, as jscan_parse would, the JSON string whose body starts at s
+ * (just past its opening quote) and ends before s + n. True if valid: then
+ * *quote_at is the offset of its closing quote and *esc whether it holds
+ * an escape. */
+bool jscan_str_scan(const char *s, size_t n, size_t *quote_at, bool *esc) GW_MUSTCHECK;
+
 /* Validates and decodes, in one pass, the JSON string whose body starts at
  * s (just past its opening quote) and ends before s + n. out has room for
  * n bytes and may be s itself. True if the string is one jscan_parse would

@@ -5,7 +5,7 @@
  *
  * The bytes are tried as a whole message, as the text of an update's
  * buffer (escaped, and spliced raw into the buffer string), and as the
- * text of a chat piece inside a buffer, so the fast path sees mostly valid
+ * text and the id of a chat piece inside a buffer, so the fast path sees mostly valid
  * frames with hostile strings and numbers where it matters. */
 #include <stdio.h>
 #include <string.h>
@@ -84,13 +84,16 @@ static void as_buffer(const char *s, size_t n, bool raw)
 	buf_release(&f);
 }
 
-/* The bytes spliced raw into the content string of a chat piece. */
-static void as_piece(const char *s, size_t n)
+/* The bytes spliced raw into the content string of a chat piece, and into
+ * its id, written as the upstream writes a piece (parse_frames.c reads
+ * that spelling on a path of its own). */
+static void as_piece(const char *s, size_t n, bool id)
 {
 	struct buf line;
 	buf_init(&line, 1 << 21);
-	if (buf_adds(&line, "{\"id\":\"msg_1\",\"type\":\"chat\",\"chat\":{\"content\":\"") == GW_OK &&
-	    buf_add(&line, s, n) == GW_OK && buf_adds(&line, "\"}}\n") == GW_OK)
+	if (buf_adds(&line, id ? "{\"id\":\"" : "{\"id\":\"msg_1\",\"type\":\"chat\",\"chat\":{\"content\":\"") == GW_OK &&
+	    buf_add(&line, s, n) == GW_OK &&
+	    buf_adds(&line, id ? "\",\"type\":\"chat\",\"chat\":{\"content\":\"x\"}}\n" : "\"}}\n") == GW_OK)
 		as_buffer(line.p, line.len, false);
 	buf_release(&line);
 }
@@ -114,6 +117,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	compare_all(&whole);
 	as_buffer(s, size, false);
 	as_buffer(s, size, true);
-	as_piece(s, size);
+	as_piece(s, size, false);
+	as_piece(s, size, true);
 	return 0;
 }
