@@ -711,15 +711,18 @@ bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len, size_t 
 	const uchar *p = (const uchar *)s, *end = p + n;
 	char *w = out;
 	for (;;) {
-		/* Copy the plain run as skip_plain finds it, 8 bytes at a time. */
+		/* Copy the plain run as skip_plain finds it, 8 bytes at a time.
+		 * All 8 are stored even when fewer are plain: w trails p, so the
+		 * store stays inside out, and the extra bytes get overwritten. */
 		while (end - p >= 8) {
 			uint64_t x = load8(p), m = special8(x);
+			memcpy(w, &x, 8);
 			if (m) {
-				for (size_t k = first_flagged(m); k; k--)
-					*w++ = (char)*p++;
+				size_t k = first_flagged(m);
+				w += k;
+				p += k;
 				break;
 			}
-			memcpy(w, &x, 8);
 			w += 8;
 			p += 8;
 		}

@@ -101,7 +101,7 @@ bool jscan_str_scan(const char *s, size_t n, size_t *quote_at, bool *esc) GW_MUS
 
 /* Validates and decodes, in one pass, the JSON string whose body starts at
  * s (just past its opening quote) and ends before s + n. out has room for
- * n bytes and may be s itself. True if the string is one jscan_parse would
+ * n bytes and does not overlap s. True if the string is one jscan_parse would
  * accept: then *out_len is its decoded length and *quote_at the offset of
  * its closing quote. On false, out holds garbage. */
 bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len,
