@@ -605,14 +605,24 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 		want_flush(r->c);
 		return;
 	}
-	/* Size line, data and CRLF into one contiguous stretch of the output
-	 * (made room for first): one copy per piece, one iovec per writev. */
+	/* Size line, data and CRLF into one contiguous stretch of the output:
+	 * one copy per piece, one iovec per writev, and one round of the
+	 * buffer's callbacks (at commit) instead of one per add. */
 	char hex[24];
-	int hl = chunk_size_line(hex, n);
-	(void)evbuffer_expand(out, (size_t)hl + n + 2);
-	evbuffer_add(out, hex, (size_t)hl);
-	evbuffer_add(out, p, n);
-	evbuffer_add(out, "\r\n", 2);
+	size_t hl = (size_t)chunk_size_line(hex, n), total = hl + n + 2;
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) == 1 && v.iov_len >= total) {
+		char *o = v.iov_base;
+		memcpy(o, hex, hl);
+		memcpy(o + hl, p, n);
+		memcpy(o + hl + n, "\r\n", 2);
+		v.iov_len = total;
+		(void)evbuffer_commit_space(out, &v, 1);
+	} else {
+		evbuffer_add(out, hex, hl);
+		evbuffer_add(out, p, n);
+		evbuffer_add(out, "\r\n", 2);
+	}
 	want_flush(r->c);
 }
 
