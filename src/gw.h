@@ -14,6 +14,7 @@
 #define GW_UNUSED(x) ((void)(x))
 #define GW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define GW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define GW_SENTINEL __attribute__((sentinel))
 
 enum gw_err {
 	GW_OK = 0,

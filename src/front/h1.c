@@ -547,7 +547,7 @@ void h1_add_header(struct h1_req *r, const char *name, const char *value)
 {
 	/* No header injection through a value. */
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n") ||
-	    buf_printf(&r->hdrs, "%s: %s\r\n", name, value) != GW_OK)
+	    buf_cat(&r->hdrs, name, ": ", value, "\r\n", NULL) != GW_OK)
 		log_warn(NULL, "reply header %.40s dropped (too large or holds CR/LF)", name);
 }
 

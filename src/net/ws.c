@@ -1188,7 +1188,7 @@ static enum gw_err http_url(const char *url, char **out)
 	}
 	struct buf b;
 	buf_init(&b, 16384);
-	enum gw_err err = buf_printf(&b, "%s%s", scheme, rest);
+	enum gw_err err = buf_cat(&b, scheme, rest, NULL);
 	if (err) {
 		buf_release(&b);
 		return err;
@@ -1223,9 +1223,8 @@ static enum gw_err add_target(struct ws *w, CURLU *u)
 		goto out;
 	(void)curl_url_get(u, CURLUPART_PORT, &port, 0); /* only if explicit */
 	(void)curl_url_get(u, CURLUPART_QUERY, &query, 0);
-	err = buf_printf(&w->out, "GET %s%s%s HTTP/1.1\r\nHost: %s%s%s\r\n", path[0] ? path : "/",
-			 query ? "?" : "", query ? query : "", host, port ? ":" : "",
-			 port ? port : "");
+	err = buf_cat(&w->out, "GET ", path[0] ? path : "/", query ? "?" : "", query ? query : "",
+		      " HTTP/1.1\r\nHost: ", host, port ? ":" : "", port ? port : "", "\r\n", NULL);
 out:
 	curl_free(host);
 	curl_free(port);
@@ -1248,15 +1247,14 @@ static enum gw_err build_request(struct ws *w, const char *url, const struct ws_
 	curl_url_cleanup(u);
 	if (err)
 		return err;
-	err = buf_printf(&w->out,
-			 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-			 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", key);
+	err = buf_cat(&w->out, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
+		      "\r\nSec-WebSocket-Version: 13\r\n", NULL);
 	if (!err && !has_header(o->headers, "User-Agent"))
-		err = buf_printf(&w->out, "User-Agent: %s\r\n", httpc__user_agent(w->h));
+		err = buf_cat(&w->out, "User-Agent: ", httpc__user_agent(w->h), "\r\n", NULL);
 	for (const char *const *hp = o->headers; !err && hp && *hp; hp++) {
 		if (strpbrk(*hp, "\r\n") || !strchr(*hp, ':'))
 			return GW_EINVAL; /* no header injection */
-		err = buf_printf(&w->out, "%s\r\n", *hp);
+		err = buf_cat(&w->out, *hp, "\r\n", NULL);
 	}
 	return err ? err : buf_adds(&w->out, "\r\n");
 }

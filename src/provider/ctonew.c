@@ -343,8 +343,8 @@ static enum gw_err chat_body(struct turn *t, struct buf *b)
 		if (!err)
 			err = buf_add_json_str(b, t->prompt, t->prompt_len);
 		if (!err)
-			err = buf_printf(b, "\",\"adapterName\":\"%s\",\"chatHistoryId\":\"%s\"}", t->model.agent_key,
-					 t->chat_id);
+			err = buf_cat(b, "\",\"adapterName\":\"", t->model.agent_key, "\",\"chatHistoryId\":\"",
+				      t->chat_id, "\"}", NULL);
 		return err;
 	}
 	size_t enc = 4 * ((t->prompt_len + 2) / 3);
@@ -357,7 +357,7 @@ static enum gw_err chat_body(struct turn *t, struct buf *b)
 					(int)t->prompt_len);
 		b->len += (size_t)n;
 		b->p[b->len] = '\0';
-		err = buf_printf(b, "\",\"encoded\":true,\"chatHistoryId\":\"%s\"}", t->chat_id);
+		err = buf_cat(b, "\",\"encoded\":true,\"chatHistoryId\":\"", t->chat_id, "\"}", NULL);
 	}
 	return err;
 }
@@ -478,17 +478,17 @@ static void open_ws(struct turn *t)
 	buf_init(&url, 4096);
 	buf_init(&ck, 16384);
 	buf_init(&origin, 1024);
-	enum gw_err err = buf_printf(&url, "%s/engine-agent/chat-histories/%s/buffer/stream?token=%s",
-				     t->cfg->engine_ws_base_url, t->chat_id, t->creds.user_id);
+	enum gw_err err = buf_cat(&url, t->cfg->engine_ws_base_url, "/engine-agent/chat-histories/",
+				  t->chat_id, "/buffer/stream?token=", t->creds.user_id, NULL);
 	if (!err && t->cfg->engine_flow == FLOW_2026)
-		err = buf_printf(&url, "%%3A%s&workspaceId=%s", t->creds.org_id, t->workspace);
+		err = buf_cat(&url, "%3A", t->creds.org_id, "&workspaceId=", t->workspace, NULL);
 	/* The cookie may have rotated since the credentials were taken. */
 	char *cookie = account_cookie(t->a);
 	if (!err)
-		err = cookie ? buf_printf(&ck, "Cookie: __client=%s", cookie) : GW_ENOMEM;
+		err = cookie ? buf_cat(&ck, "Cookie: __client=", cookie, NULL) : GW_ENOMEM;
 	account_cookie_free(cookie);
 	if (!err)
-		err = buf_printf(&origin, "Origin: %s", t->cfg->upstream_origin);
+		err = buf_cat(&origin, "Origin: ", t->cfg->upstream_origin, NULL);
 	if (!err) {
 		const char *hdrs[] = { origin.p, ck.p, NULL };
 		struct ws_opts o = { .url = url.p, .headers = hdrs,
@@ -571,7 +571,7 @@ static void step(struct turn *t)
 		step_creds(t);
 		break;
 	case ST_PROJECT:
-		if (buf_printf(&b, "{\"projectName\":\"enginelabs-2api %s\"}", t->rid) == GW_OK)
+		if (buf_cat(&b, "{\"projectName\":\"enginelabs-2api ", t->rid, "\"}", NULL) == GW_OK)
 			start_engine(t, "POST", "/projects/create-hosted", &b, on_project);
 		break;
 	case ST_WS:
@@ -581,11 +581,11 @@ static void step(struct turn *t)
 		step_gate(t);
 		break;
 	case ST_MODEL:
-		if (buf_printf(&b, "{\"modelKey\":\"%s\"}", t->model.key) == GW_OK)
+		if (buf_cat(&b, "{\"modelKey\":\"", t->model.key, "\"}", NULL) == GW_OK)
 			start_engine(t, "PATCH", "/teams/preferred-model", &b, on_model);
 		break;
 	case ST_OFFERS:
-		if (buf_printf(&b, "{\"chatHistoryId\":\"%s\",\"surface\":\"ENGINE_AGENT\"}", t->chat_id) == GW_OK)
+		if (buf_cat(&b, "{\"chatHistoryId\":\"", t->chat_id, "\",\"surface\":\"ENGINE_AGENT\"}", NULL) == GW_OK)
 			start_engine(t, "POST", "/engine-agent/offers", &b, on_offers);
 		break;
 	case ST_CHAT:

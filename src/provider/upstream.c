@@ -17,12 +17,12 @@ enum gw_err upstream_clerk(struct httpc *h, const struct gw_config *cfg, const c
 	buf_init(&url, 4096);
 	buf_init(&ck, 16384);
 	buf_init(&origin, 1024);
-	enum gw_err err = buf_printf(&url, "%s%s?__clerk_api_version=%s&_clerk_js_version=%s",
-				     cfg->clerk_base_url, path, cfg->clerk_api_version, cfg->clerk_js_version);
+	enum gw_err err = buf_cat(&url, cfg->clerk_base_url, path, "?__clerk_api_version=",
+				  cfg->clerk_api_version, "&_clerk_js_version=", cfg->clerk_js_version, NULL);
 	if (!err)
-		err = buf_printf(&ck, "Cookie: __client=%s", cookie);
+		err = buf_cat(&ck, "Cookie: __client=", cookie, NULL);
 	if (!err)
-		err = buf_printf(&origin, "Origin: %s", cfg->upstream_origin);
+		err = buf_cat(&origin, "Origin: ", cfg->upstream_origin, NULL);
 	if (!err) {
 		const char *hdrs[] = { ck.p, origin.p, "Accept: application/json",
 				       "Content-Type: application/x-www-form-urlencoded", NULL };
@@ -56,11 +56,11 @@ enum gw_err upstream_engine(struct httpc *h, const struct gw_config *cfg, const 
 	buf_init(&url, 4096);
 	buf_init(&auth, 16384);
 	buf_init(&origin, 1024);
-	enum gw_err err = buf_printf(&url, "%s%s", cfg->engine_api_base_url, path);
+	enum gw_err err = buf_cat(&url, cfg->engine_api_base_url, path, NULL);
 	if (!err)
-		err = buf_printf(&auth, "Authorization: Bearer %s", jwt);
+		err = buf_cat(&auth, "Authorization: Bearer ", jwt, NULL);
 	if (!err)
-		err = buf_printf(&origin, "Origin: %s", cfg->upstream_origin);
+		err = buf_cat(&origin, "Origin: ", cfg->upstream_origin, NULL);
 	if (!err) {
 		const char *hdrs[] = { auth.p, origin.p, "Accept: application/json",
 				       json_body ? "Content-Type: application/json" : NULL, NULL };

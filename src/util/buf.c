@@ -103,6 +103,22 @@ enum gw_err buf_printf(struct buf *b, const char *fmt, ...)
 	return GW_OK;
 }
 
+enum gw_err buf_cat(struct buf *b, ...)
+{
+	size_t start = b->len;
+	enum gw_err err = GW_OK;
+	va_list ap;
+	va_start(ap, b);
+	for (const char *s; !err && (s = va_arg(ap, const char *));)
+		err = buf_adds(b, s);
+	va_end(ap);
+	if (err && b->p) {
+		b->len = start;
+		b->p[start] = '\0';
+	}
+	return err;
+}
+
 static char *json_escape_byte(char *o, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";

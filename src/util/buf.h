@@ -24,6 +24,9 @@ enum gw_err buf_add(struct buf *b, const void *p, size_t n) GW_MUSTCHECK;
 enum gw_err buf_adds(struct buf *b, const char *s) GW_MUSTCHECK;
 enum gw_err buf_addc(struct buf *b, char c) GW_MUSTCHECK;
 enum gw_err buf_printf(struct buf *b, const char *fmt, ...) GW_PRINTF(2, 3) GW_MUSTCHECK;
+/* Appends the strings up to the NULL that ends the list, all or nothing:
+ * what buf_printf("%s%s...") does, without parsing a format. */
+enum gw_err buf_cat(struct buf *b, ...) GW_SENTINEL GW_MUSTCHECK;
 /* Decimal, without printf's format parsing (per streamed piece). */
 enum gw_err buf_add_i64(struct buf *b, int64_t v) GW_MUSTCHECK;
 

@@ -1,5 +1,5 @@
 /* test_util.c - gw_random, gw_hex and the fetched digests (util/gw.c,
- * util/sha.c). */
+ * util/sha.c), and buf_cat (util/buf.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "util/buf.h"
 #include "util/sha.h"
 
 static void test_hex_matches_printf(void **state)
@@ -61,12 +62,38 @@ static void test_digests(void **state)
 	assert_ptr_equal(gw_md_sha256(), gw_md_sha256()); /* fetched once */
 }
 
+/* buf_cat gives what buf_printf("%s%s...") gives, and all or nothing. */
+static void test_buf_cat(void **state)
+{
+	(void)state;
+	struct buf a, b;
+	buf_init(&a, 64);
+	buf_init(&b, 64);
+	assert_int_equal(buf_cat(&a, "GET ", "/p", "", " HTTP/1.1", NULL), GW_OK);
+	assert_int_equal(buf_printf(&b, "%s%s%s%s", "GET ", "/p", "", " HTTP/1.1"), GW_OK);
+	assert_int_equal(a.len, b.len);
+	assert_string_equal(a.p, b.p);
+	assert_int_equal(buf_cat(&a, NULL), GW_OK);
+	assert_int_equal(a.len, b.len);
+	/* 15 bytes in, room for 49 more: the third piece passes the ceiling,
+	 * and the first two go too. */
+	char big[42];
+	memset(big, 'x', 41);
+	big[41] = '\0';
+	assert_int_equal(buf_cat(&a, "12345", "6789", big, NULL), GW_ELIMIT);
+	assert_int_equal(a.len, b.len);
+	assert_string_equal(a.p, b.p);
+	buf_release(&a);
+	buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hex_matches_printf),
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_digests),
+		cmocka_unit_test(test_buf_cat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
