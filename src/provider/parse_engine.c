@@ -1,6 +1,8 @@
 /* parse_engine.c - EngineLabs REST bodies: the project made per
  * conversation, billing and 429 limits, and excerpts of error bodies. */
+#include "provider/jscan.h"
 #include "provider/parse.h"
+#include "provider/parse_internal.h"
 #include "provider/parse_json.h"
 
 #include <jansson.h>
@@ -10,7 +12,39 @@
 
 /* ---- project --------------------------------------------------------- */
 
+/* An id given as a string without escapes: its raw bytes are its value. */
+static bool plain_url_id(const struct jscan_val *v, char *dst, size_t size)
+{
+	if (v->kind != JSCAN_STRING || v->esc || v->n >= size || !gw_url_id_ok(v->p, v->n))
+		return false;
+	memcpy(dst, v->p, v->n);
+	dst[v->n] = '\0';
+	return true;
+}
+
+/* The reply as the upstream writes it, read without jansson: true with
+ * *out filled if both ids are plain strings that pass, false when
+ * anything is not so (the jansson path then decides, the same way). */
+static bool project_fast(const char *body, size_t n, struct engine_project *out)
+{
+	struct jscan_val root;
+	if (!body || jscan_parse(body, n, NULL, NULL, &root) != JSCAN_OK || root.kind != JSCAN_OBJECT)
+		return false;
+	struct jscan_val pid = jscan_get(&root, "projectId"), wid = jscan_get(&root, "workspaceId");
+	if (plain_url_id(&pid, out->project_id, sizeof(out->project_id)) &&
+	    plain_url_id(&wid, out->workspace_id, sizeof(out->workspace_id)))
+		return true;
+	memset(out, 0, sizeof(*out));
+	return false;
+}
+
 enum gw_err engine_parse_project(const char *body, size_t n, struct engine_project *out)
+{
+	memset(out, 0, sizeof(*out));
+	return project_fast(body, n, out) ? GW_OK : engine_parse_project_slow(body, n, out);
+}
+
+enum gw_err engine_parse_project_slow(const char *body, size_t n, struct engine_project *out)
 {
 	json_t *root;
 	memset(out, 0, sizeof(*out));

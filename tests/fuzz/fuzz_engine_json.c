@@ -1,9 +1,10 @@
-/* fuzz_engine_json.c - REST bodies: project, billing (the input also as a
- * retryAt string) and error excerpts, which must always be one line of
- * valid UTF-8 within the given size. */
+/* fuzz_engine_json.c - REST bodies: project (its fast path against the
+ * jansson-only parser), billing (the input also as a retryAt string) and
+ * error excerpts, which must always be one line of valid UTF-8 within the
+ * given size. */
 #include <string.h>
 
-#include "provider/parse.h"
+#include "provider/parse_internal.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -46,9 +47,11 @@ static void billing(const char *body, size_t n)
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	const char *s = (const char *)data;
-	struct engine_project p;
+	struct engine_project p, q;
 	enum gw_err err = engine_parse_project(s, size, &p);
 	GW_ASSERT(err == GW_OK || err == GW_EPROTO || err == GW_ENOMEM);
+	GW_ASSERT(engine_parse_project_slow(s, size, &q) == err);
+	GW_ASSERT(memcmp(&p, &q, sizeof(p)) == 0);
 	if (err == GW_OK) {
 		check_id(p.project_id);
 		check_id(p.workspace_id);
