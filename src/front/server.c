@@ -28,12 +28,18 @@ struct server {
 };
 
 static atomic_ulong rid_counter;
+static atomic_uint rid_pid; /* getpid() is a system call: asked once */
 
 static void make_rid(char out[24])
 {
 	/* Unique within a process; the pid keeps them apart across a fleet's logs. */
 	unsigned long n = atomic_fetch_add(&rid_counter, 1) + 1;
-	snprintf(out, 24, "r%x-%lx", (unsigned)getpid() & 0xffffu, n);
+	unsigned pid = atomic_load_explicit(&rid_pid, memory_order_relaxed);
+	if (!pid) {
+		pid = ((unsigned)getpid() & 0xffffu) | 0x10000u; /* never 0 once set */
+		atomic_store_explicit(&rid_pid, pid, memory_order_relaxed);
+	}
+	snprintf(out, 24, "r%x-%lx", pid & 0xffffu, n);
 }
 
 void req_ctx_free(struct req_ctx *ctx)
