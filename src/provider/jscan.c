@@ -689,7 +689,6 @@ size_t jscan_str_decode(const struct jscan_val *v, char *out)
 	return (size_t)(w - out);
 }
 
-/* scan_string and jscan_str_decode in one pass, for a string read once. */
 bool jscan_str_scan(const char *s, size_t n, size_t *quote_at, bool *esc)
 {
 	*esc = false;
@@ -706,6 +705,7 @@ static const uchar simple_esc[256] = {
 	['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
 };
 
+/* scan_string and jscan_str_decode in one pass, for a string read once. */
 bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len, size_t *quote_at)
 {
 	const uchar *p = (const uchar *)s, *end = p + n;
