@@ -478,6 +478,15 @@ static void test_fast_matches_slow(void **state)
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"role\\\":\\\"user\\\"}\\n{\\\"type\\\":\\\"tool_call\\\"}\\n"
 		   "{\\\"type\\\":\\\"thinking\\\",\\\"thinking\\\":\\\"t\\\\ud83d\\\\ude42\\\"}\"}", GW_OK, 3);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\"} ", GW_OK, 1);
+	/* The upstream's exact spelling (read in one pass, and its chat lines
+	 * by two string scans) next to near misses of it. */
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\\u0061\\\",\\\"type\\\":\\\"chat\\\","
+		   "\\\"chat\\\":{\\\"content\\\":\\\"x\\\\\\\"}}\\\"}}\\n\"}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
+		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"},\\\"x\\\":1}\\n\"}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
+		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}} \\r\\n\"}", GW_OK, 1);
+	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\\n\"}\n", GW_OK, 1);
 	/* ...and shapes it hands to jansson: the whole frame, or a line of an
 	 * update that is not of the usual shape. */
 	check_both(SLOW, "{\"type\":\"upd\\u0061te\",\"type\":\"s\\u00e9\",\"buffer\":\"\"}", GW_OK, 1);
@@ -486,6 +495,9 @@ static void test_fast_matches_slow(void **state)
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
 		   "{\\\"content\\\":\\\"a\\\"}}\\n{\\\"n\\\":1e999}\\n\"}", GW_EPROTO, 1);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"} x", GW_EPROTO, 0);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"\xff\"}", GW_EPROTO, 0);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
+		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\u0001\\\"}}\\n\"}", GW_EPROTO, 0);
 	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
 }
 
