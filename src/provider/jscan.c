@@ -33,6 +33,12 @@ static const uchar str_class[256] = {
 	R16(C_HIGH), R16(C_HIGH), R16(C_HIGH), R16(C_HIGH),
 };
 
+/* The byte each one-letter escape stands for, 0 for the others. */
+static const uchar simple_esc[256] = {
+	['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
+	['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+};
+
 /* Eight bytes at a time over the plain runs of strings (SWAR): the
  * per-byte loops below only see the bytes around something special. */
 #define ONES 0x0101010101010101ULL
@@ -115,14 +121,10 @@ static const uchar *scan_escape(const uchar *p, const uchar *end)
 {
 	if (p >= end)
 		return NULL;
-	switch (*p) {
-	case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+	if (simple_esc[*p])
 		return p + 1;
-	case 'u':
-		break;
-	default:
+	if (*p != 'u')
 		return NULL;
-	}
 	long u = hex4(p + 1, end);
 	if (u <= 0 || (u >= 0xdc00 && u <= 0xdfff))
 		return NULL;
@@ -613,14 +615,7 @@ static size_t unescape(const char **pp, const char *end, char *out)
 	const uchar *p = (const uchar *)*pp + 1;
 	if (*p != 'u') {
 		*pp += 2;
-		switch (*p) {
-		case 'b': out[0] = '\b'; break;
-		case 'f': out[0] = '\f'; break;
-		case 'n': out[0] = '\n'; break;
-		case 'r': out[0] = '\r'; break;
-		case 't': out[0] = '\t'; break;
-		default: out[0] = (char)*p; break; /* '"', '\\' or '/' */
-		}
+		out[0] = (char)simple_esc[*p];
 		return 1;
 	}
 	unsigned long u = (unsigned long)hex4(p + 1, (const uchar *)end);
@@ -698,12 +693,6 @@ bool jscan_str_scan(const char *s, size_t n, size_t *quote_at, bool *esc)
 	*quote_at = (size_t)(q - (const uchar *)s);
 	return true;
 }
-
-/* The byte each one-letter escape stands for, 0 for the others. */
-static const uchar simple_esc[256] = {
-	['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-	['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
-};
 
 /* scan_string and jscan_str_decode in one pass, for a string read once. */
 bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len, size_t *quote_at)
