@@ -15,27 +15,21 @@
 /* An id given as a string without escapes: its raw bytes are its value. */
 static bool plain_url_id(const struct jscan_val *v, char *dst, size_t size)
 {
-	if (v->kind != JSCAN_STRING || v->esc || v->n >= size || !gw_url_id_ok(v->p, v->n))
-		return false;
-	memcpy(dst, v->p, v->n);
-	dst[v->n] = '\0';
-	return true;
+	return v->kind == JSCAN_STRING && !v->esc && parse_url_id(v->p, v->n, dst, size);
 }
 
 /* The reply as the upstream writes it, read without jansson: true with
  * *out filled if both ids are plain strings that pass, false when
- * anything is not so (the jansson path then decides, the same way). */
+ * anything is not so (the jansson path then decides, the same way, and
+ * clears what this one may have left in *out). */
 static bool project_fast(const char *body, size_t n, struct engine_project *out)
 {
 	struct jscan_val root;
 	if (!body || jscan_parse(body, n, NULL, NULL, &root) != JSCAN_OK || root.kind != JSCAN_OBJECT)
 		return false;
 	struct jscan_val pid = jscan_get(&root, "projectId"), wid = jscan_get(&root, "workspaceId");
-	if (plain_url_id(&pid, out->project_id, sizeof(out->project_id)) &&
-	    plain_url_id(&wid, out->workspace_id, sizeof(out->workspace_id)))
-		return true;
-	memset(out, 0, sizeof(*out));
-	return false;
+	return plain_url_id(&pid, out->project_id, sizeof(out->project_id)) &&
+	       plain_url_id(&wid, out->workspace_id, sizeof(out->workspace_id));
 }
 
 enum gw_err engine_parse_project(const char *body, size_t n, struct engine_project *out)

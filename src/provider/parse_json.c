@@ -25,11 +25,15 @@ bool parse_json_url_id(const json_t *v, char *dst, size_t size, bool allow_absen
 		return allow_absent;
 	if (!json_is_string(v))
 		return false;
-	const char *s = json_string_value(v);
-	size_t n = json_string_length(v);
+	return parse_url_id(json_string_value(v), json_string_length(v), dst, size);
+}
+
+bool parse_url_id(const char *s, size_t n, char *dst, size_t size)
+{
 	if (n >= size || !gw_url_id_ok(s, n))
 		return false;
-	memcpy(dst, s, n + 1);
+	memcpy(dst, s, n);
+	dst[n] = '\0';
 	return true;
 }
 
