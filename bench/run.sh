@@ -21,41 +21,10 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
-PIDS=()
 KEY=bench-key-1
 GW_BIN=${GW_BIN:-$ROOT/build/enginelabs-2api}
+. bench/lib.sh
 
-log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
-alive() { # pid: running and not a zombie
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
-}
-
-stop_pid() { # pid: TERM, up to 5 s, then KILL; reaps it
-	local p=$1 i
-	if alive "$p"; then
-		kill -TERM "$p" 2>/dev/null || true
-		for i in $(seq 50); do alive "$p" || break; sleep 0.1; done
-		alive "$p" && kill -KILL "$p" 2>/dev/null
-	fi
-	wait "$p" 2>/dev/null || true
-}
-
-forget_pid() { # pid: drop from PIDS once stopped
-	local keep=() p
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-cleanup() {
-	local i
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
-	PIDS=()
-	rm -rf "$RUN"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -84,53 +53,11 @@ command -v nginx >/dev/null || die "nginx is not installed"
 [ -x "$GW_BIN" ] || die "$GW_BIN missing (run make build)"
 
 log "building the load generator"
-cc -O2 -g -std=gnu17 -Wall -Wextra -o "$OUT/load" bench/load.c $(pkg-config --cflags --libs libevent)
-LOAD=$OUT/load
-
-free_port() {
-	node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
-
-wait_http() { # url what: up to 10 s
-	local i
-	for i in $(seq 100); do
-		curl -s -o /dev/null --max-time 1 "$1" && return 0
-		sleep 0.1
-	done
-	die "$2 did not answer at $1"
-}
+build_load
 
 # ---- processes ----------------------------------------------------------------
 
-SIM_PID="" SIM_PORT="" GW_PID="" GW_PORT="" NG_PID="" NG_WORKER="" NG_UP_PORT="" NG_SSE_PORT=""
-
-start_sim() { # flow
-	local out=$RUN/sim.out i
-	: >"$out"
-	node tests/sim/sim.js --port 0 --jwt-ttl 3600 --flow "$1" >"$out" 2>>"$OUT/sim.log" &
-	SIM_PID=$!
-	PIDS+=("$SIM_PID")
-	for i in $(seq 100); do
-		SIM_PORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$out")
-		[ -n "$SIM_PORT" ] && return 0
-		alive "$SIM_PID" || break
-		sleep 0.1
-	done
-	die "the simulator did not start"
-}
-
-start_gw() { # flow; GW_ENV="NAME=value ..." adds settings
-	GW_PORT=$(free_port)
-	mkdir -p "$RUN/gw"
-	(cd "$RUN/gw" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
-		CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
-		ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
-		STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
-		${GW_ENV:-} "$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
-	GW_PID=$!
-	PIDS+=("$GW_PID")
-	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway"
-}
+NG_PID="" NG_WORKER="" NG_UP_PORT="" NG_SSE_PORT=""
 
 start_nginx() { # relays to the simulator (upstream protocol) and to the gateway (SSE)
 	local d=$RUN/nginx i c
@@ -175,13 +102,10 @@ scenario() {
 	if [ -n "${BENCH_ONLY:-}" ] && ! [[ "$target $flow $conc $pieces $slow $stream" =~ $BENCH_ONLY ]]; then
 		return 0
 	fi
-	local secs=$((pieces * slow / 1000))
-	local rto=$((secs * 3 + 15)) ramp=0
-	[ "$conc" -ge 1000 ] && { ramp=2000; rto=$((secs * 3 + 60)); }
-	local dl=$((rto * 2 + 60))
+	load_limits "$pieces" "$slow" "$conc"
 	start_sim "$flow"
 	local args=(--sim-port "$SIM_PORT" -c "$conc" -n "$n" --warmup "$warm" --pieces "$pieces" --slow "$slow"
-		--stream "$stream" --flow "$flow" --ramp-ms "$ramp" --req-timeout "$rto" --deadline "$dl" --label "$target")
+		--stream "$stream" --flow "$flow" --ramp-ms "$RAMP" --req-timeout "$RTO" --deadline "$DL" --label "$target")
 	case $target in
 	gateway)
 		start_gw "$flow"

@@ -1,0 +1,103 @@
+# bench/lib.sh - sourced by bench/run.sh and bench/cpu.sh: process helpers,
+# the load generator, and the simulator and gateway on loopback.
+#
+# The caller sets ROOT (the checkout), RUN (a scratch directory, removed by
+# cleanup), OUT (where logs go), GW_BIN and KEY, and installs
+# `trap cleanup EXIT`. Every process started is recorded in PIDS.
+
+PIDS=()
+T0=${T0:-$(date +%s)}
+SIM_PID="" SIM_PORT="" GW_PID="" GW_PORT=""
+
+log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+alive() { # pid: running and not a zombie
+	local st
+	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+stop_pid() { # pid [seconds, default 5]: TERM, then KILL after that long; reaps it
+	local p=$1 i
+	if alive "$p"; then
+		kill -TERM "$p" 2>/dev/null || true
+		for i in $(seq $((${2:-5} * 10))); do alive "$p" || break; sleep 0.1; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null
+	fi
+	wait "$p" 2>/dev/null || true
+}
+
+forget_pid() { # pid: drop from PIDS once stopped
+	local keep=() p
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+cleanup() {
+	local i
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+	PIDS=()
+	rm -rf "$RUN"
+}
+
+free_port() {
+	node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+wait_http() { # url what [seconds, default 10]
+	local i
+	for i in $(seq $((${3:-10} * 10))); do
+		curl -s -o /dev/null --max-time 1 "$1" && return 0
+		sleep 0.1
+	done
+	die "$2 did not answer at $1"
+}
+
+# build/bench/load, rebuilt when bench/load.c is newer.
+build_load() {
+	LOAD=$ROOT/build/bench/load
+	mkdir -p "$ROOT/build/bench"
+	if [ ! -x "$LOAD" ] || [ "$ROOT/bench/load.c" -nt "$LOAD" ]; then
+		cc -O2 -g -std=gnu17 -Wall -Wextra -o "$LOAD" "$ROOT/bench/load.c" $(pkg-config --cflags --libs libevent)
+	fi
+}
+
+# The load generator's per-request timeout and whole-run deadline for a
+# scenario, scaled with how long its pieces take to arrive: RTO, DL, RAMP.
+load_limits() { # pieces slow_ms conc
+	local secs=$(($1 * $2 / 1000))
+	RTO=$((secs * 3 + 15)) RAMP=0
+	[ "$3" -ge 1000 ] && { RAMP=2000; RTO=$((secs * 3 + 60)); }
+	DL=$((RTO * 2 + 60))
+}
+
+start_sim() { # flow
+	local out=$RUN/sim.out i
+	: >"$out"
+	node "$ROOT/tests/sim/sim.js" --port 0 --jwt-ttl 3600 --flow "$1" >"$out" 2>>"$OUT/sim.log" &
+	SIM_PID=$!
+	PIDS+=("$SIM_PID")
+	for i in $(seq 100); do
+		SIM_PORT=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$out")
+		[ -n "$SIM_PORT" ] && return 0
+		alive "$SIM_PID" || break
+		sleep 0.1
+	done
+	die "the simulator did not start"
+}
+
+# flow; GW_ENV="NAME=value ..." adds settings, GW_WRAP="cmd args" runs the
+# gateway under cmd (valgrind), which gets 30 s instead of 10 to answer.
+start_gw() {
+	GW_PORT=$(free_port)
+	mkdir -p "$RUN/gw"
+	(cd "$RUN/gw" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
+		CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
+		ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
+		STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
+		${GW_ENV:-} ${GW_WRAP:-} "$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
+	GW_PID=$!
+	PIDS+=("$GW_PID")
+	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway" "$([ -n "${GW_WRAP:-}" ] && echo 30 || echo 10)"
+}
