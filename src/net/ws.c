@@ -1360,8 +1360,6 @@ enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 	 * take. */
 	struct ws_out now = { .p = (uint8_t *)p, .len = n, .opcode = WSLAY_TEXT_FRAME };
 	enum gw_err err = send_frame(w, &now);
-	if (err == GW_OK)
-		return GW_OK;
 	if (err == GW_EAGAIN) {
 		/* wslay is inside this frame now, so the tail goes next. */
 		struct ws_out *f = out_new(WSLAY_TEXT_FRAME, p + now.off, n - now.off);
@@ -1373,9 +1371,11 @@ enum gw_err ws_send_text(struct ws *w, const char *p, size_t n)
 			err = GW_ENOMEM;
 		}
 	}
-	if (err == GW_EAGAIN) {
+	if (err == GW_OK || err == GW_EAGAIN) {
+		/* Gives the parser back if the frame went whole; otherwise the
+		 * rest goes when the fd is writable. */
 		if (w->depth == 0)
-			settle(w); /* the rest goes when the fd is writable */
+			settle(w);
 		return GW_OK;
 	}
 	w->send_err = err; /* the frame is cut: on_close tells, from the loop */

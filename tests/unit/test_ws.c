@@ -853,6 +853,15 @@ static void peer_says(struct fx *f, int fd, const void *p, size_t n)
 	assert_int_equal(event_base_loop(f->base, EVLOOP_NONBLOCK), 0);
 }
 
+/* A ws adopted on one end of a new socket pair (max 0: no size limit);
+ * sv[1] is its peer. */
+static void adopt_pair(struct fx *f, int sv[2], size_t max, struct cl *c)
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	c->f = f;
+	assert_int_equal(ws__adopt_fd(f->h, sv[0], max, &cl_cbs, c, &c->w), GW_OK);
+}
+
 /* A ws holds wslay's frame parser (4 KB) only while a frame is half read;
  * parsers given back serve other ws objects without mixing their bytes. */
 static void test_parser_only_inside_frames(void **state)
@@ -861,11 +870,9 @@ static void test_parser_only_inside_frames(void **state)
 	static const uint8_t hello[] = { 0x81, 5, 'h', 'e', 'l', 'l', 'o' };
 	static const uint8_t two[] = { 0x81, 2, 'h', 'i', 0x81, 3, 'y', 'o', 'u' };
 	int a[2], b[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
-	struct cl ca = { .f = f }, cb = { .f = f };
-	assert_int_equal(ws__adopt_fd(f->h, a[0], 0, &cl_cbs, &ca, &ca.w), GW_OK);
-	assert_int_equal(ws__adopt_fd(f->h, b[0], 0, &cl_cbs, &cb, &cb.w), GW_OK);
+	struct cl ca = { 0 }, cb = { 0 };
+	adopt_pair(f, a, 0, &ca);
+	adopt_pair(f, b, 0, &cb);
 	assert_false(ws__holds_parser(ca.w));
 	assert_false(ws__holds_parser(cb.w));
 
@@ -887,6 +894,10 @@ static void test_parser_only_inside_frames(void **state)
 	peer_says(f, a[1], two + 5, sizeof(two) - 5);
 	assert_string_equal(ca.log, "hello|hi|you");
 	assert_false(ws__holds_parser(ca.w));
+	/* A send from outside the loop (as the ping timer sends) that goes out
+	 * whole gives its parser back at once, too. */
+	assert_int_equal(ws_send_text(cb.w, "ping", 4), GW_OK);
+	assert_false(ws__holds_parser(cb.w));
 	assert_false(ca.closed || cb.closed);
 
 	cl_release(&ca);
@@ -904,11 +915,9 @@ static void test_cut_frame_parser_not_shared(void **state)
 {
 	struct fx *f = *state;
 	int a[2], b[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
-	struct cl ca = { .f = f }, cb = { .f = f };
-	assert_int_equal(ws__adopt_fd(f->h, a[0], 0, &cl_cbs, &ca, &ca.w), GW_OK);
-	assert_int_equal(ws__adopt_fd(f->h, b[0], 0, &cl_cbs, &cb, &cb.w), GW_OK);
+	struct cl ca = { 0 }, cb = { 0 };
+	adopt_pair(f, a, 0, &ca);
+	adopt_pair(f, b, 0, &cb);
 	close(a[1]); /* A's peer is gone: its next send fails inside the frame */
 	assert_int_equal(ws_send_text(ca.w, "x", 1), GW_OK); /* the failure ends it later */
 	assert_int_equal(ws_send_text(cb.w, "hi", 2), GW_OK);
@@ -935,9 +944,8 @@ static void test_limit_at_header(void **state)
 	/* text, FIN, 16-bit length 1000, then 1 byte of it */
 	static const uint8_t hdr[] = { 0x81, 126, 0x03, 0xe8, 'x' };
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	struct cl c = { .f = f };
-	assert_int_equal(ws__adopt_fd(f->h, sv[0], 100, &cl_cbs, &c, &c.w), GW_OK);
+	struct cl c = { 0 };
+	adopt_pair(f, sv, 100, &c);
 	peer_says(f, sv[1], hdr, sizeof(hdr));
 	assert_true(c.closed);
 	assert_int_equal(c.err, GW_ELIMIT);
