@@ -639,6 +639,29 @@ static void test_queue_timeout(void **state)
 	result_free(&z);
 }
 
+/* A call that waited in the queue keeps only what is left of its timeout
+ * when it starts: its timeout counts from httpc_call_start, not from the
+ * moment it got a connection. */
+static void test_queue_timeout_after_start(void **state)
+{
+	struct fx *f = *state;
+	static struct result slow[CAP];
+	struct result z = { 0 };
+	memset(slow, 0, sizeof(slow));
+	for (int i = 0; i < CAP; i++)
+		start(f, &slow[i], "GET", "/slow", NULL, 0, 0, 0);
+	/* A slot frees after about 100 ms, and z's own reply takes 100 ms
+	 * more: past its 150 ms, though within 150 ms of getting the slot. */
+	start(f, &z, "GET", "/slow", NULL, 0, 0, 150);
+	run(f, CAP + 1);
+	assert_int_equal(z.err, GW_ETIMEOUT);
+	for (int i = 0; i < CAP; i++) {
+		assert_int_equal(slow[i].err, GW_OK);
+		result_free(&slow[i]);
+	}
+	result_free(&z);
+}
+
 static void test_free_with_calls_in_flight(void **state)
 {
 	GW_UNUSED(state);
@@ -790,6 +813,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_timeout_after_start, setup, teardown),
 		cmocka_unit_test(test_free_with_calls_in_flight),
 		cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
