@@ -5,11 +5,11 @@
  * Input: one option byte (size limit, pause and echo switches, piece
  * size), then the bytes the "server" sends before closing its side. The ws
  * must end with exactly one on_close, never hand over a message over its
- * limit, and free everything (ASan). Each input runs twice: written at
- * once, and in pieces of a few bytes with the ws reading between them (so
- * frames stop anywhere, and the parser a ws gives back between frames is
- * taken again); both runs must deliver the same messages and end the same
- * way. */
+ * limit, and free everything (ASan). Each input runs twice at once, on
+ * one loop: written whole to one ws, and in pieces of a few bytes to
+ * another (so frames stop anywhere, and the parser either ws gives back
+ * between frames may be taken by the other); both must deliver the same
+ * messages and end the same way. */
 #include "net/httpc.h"
 #include "net/ws.h"
 #include "net/ws_internal.h"
@@ -33,6 +33,8 @@ struct run {
 	size_t nleft;
 	size_t piece;      /* bytes per write, 0 = all that fits */
 	struct event *wev; /* writes the input; removed once it is all out */
+	struct event *rev; /* drains what the ws sends */
+	int sv[2];         /* sv[0] the ws's, sv[1] the peer's */
 	/* what the ws did, to compare the two runs */
 	uint64_t digest;
 	size_t texts;
@@ -108,32 +110,45 @@ static void on_peer_write(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* One run of the input over a fresh socket pair; fills r's outcome. */
-static void run_once(struct httpc *h, struct run *r)
+/* A fresh socket pair, the peer's events and the ws for one run. */
+static void run_start(struct httpc *h, struct run *r)
 {
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, r->sv))
 		__builtin_trap();
-	struct event *rev = event_new(r->base, sv[1], EV_READ | EV_PERSIST, on_peer_read, r);
-	r->wev = event_new(r->base, sv[1], EV_WRITE | EV_PERSIST, on_peer_write, r);
-	GW_ASSERT(rev && r->wev && event_add(rev, NULL) == 0);
+	r->rev = event_new(r->base, r->sv[1], EV_READ | EV_PERSIST, on_peer_read, r);
+	r->wev = event_new(r->base, r->sv[1], EV_WRITE | EV_PERSIST, on_peer_write, r);
+	GW_ASSERT(r->rev && r->wev && event_add(r->rev, NULL) == 0);
 	if (r->nleft)
 		GW_ASSERT(event_add(r->wev, NULL) == 0);
 	else
-		shutdown(sv[1], SHUT_WR);
+		shutdown(r->sv[1], SHUT_WR);
 	static const struct ws_cbs cbs = { .on_text = on_text, .on_close = on_close };
-	if (ws__adopt_fd(h, sv[0], r->max, &cbs, r, &r->w) == GW_OK) {
-		/* Every input ends: the server's side closes after its bytes. */
-		while (r->closes == 0)
-			GW_ASSERT(event_base_loop(r->base, EVLOOP_ONCE) == 0);
-		ws_free(r->w);
-	} else {
+	if (ws__adopt_fd(h, r->sv[0], r->max, &cbs, r, &r->w) != GW_OK) {
+		r->w = NULL;
 		r->err = GW_ENOMEM;
 	}
-	event_free(rev);
+}
+
+static void run_end(struct run *r)
+{
+	if (r->w)
+		ws_free(r->w);
+	event_free(r->rev);
 	event_free(r->wev);
-	close(sv[0]);
-	close(sv[1]);
+	close(r->sv[0]);
+	close(r->sv[1]);
+}
+
+/* Both runs on one loop until each has ended (the server's side closes
+ * after its bytes, so every input ends). */
+static void run_both(struct httpc *h, struct run r[2])
+{
+	run_start(h, &r[0]);
+	run_start(h, &r[1]);
+	while ((r[0].w && !r[0].closes) || (r[1].w && !r[1].closes))
+		GW_ASSERT(event_base_loop(r[0].base, EVLOOP_ONCE) == 0);
+	run_end(&r[0]);
+	run_end(&r[1]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -158,8 +173,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			.piece = i ? pieces[data[0] >> 6] : 0,
 			.digest = 14695981039346656037ULL,
 		};
-		run_once(h, &r[i]);
 	}
+	run_both(h, r);
 	GW_ASSERT(r[0].texts == r[1].texts && r[0].digest == r[1].digest);
 	GW_ASSERT(r[0].err == r[1].err && r[0].code == r[1].code);
 	return 0;
