@@ -107,6 +107,7 @@ struct httpc_call {
 	uint64_t t0_us;
 	struct httpc_call *prev, *next; /* h->calls: every call not finished */
 	struct httpc_call *q_next;      /* h->queue, while waiting for a slot */
+	struct httpc_call **q_pprev;    /* what points at this call in h->queue */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -642,7 +643,8 @@ static enum gw_err make_headers(struct httpc_call *c, const struct httpc_call_op
 	return GW_OK;
 }
 
-/* Copies what the call needs from o: it may start later, from the queue. */
+/* Copies what the call needs from o, but the URL: curl copies that when
+ * the call starts, and a call that has to wait copies it then. */
 static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_opts *o)
 {
 	size_t ml = strlen(o->method);
@@ -651,8 +653,6 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 	memcpy(c->method, o->method, ml + 1);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
 	c->max_resp = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
-	if (!(c->url = gw_strdup(o->url)))
-		return GW_ENOMEM;
 	if (o->body) {
 		if (!(c->body = gw_strndup(o->body, o->body_len)))
 			return GW_ENOMEM;
@@ -661,7 +661,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 	return make_headers(c, o);
 }
 
-static enum gw_err call_setup(struct httpc_call *c, long timeout_ms)
+static enum gw_err call_setup(struct httpc_call *c, const char *url, long timeout_ms)
 {
 	CURL *e = c->easy;
 	buf_init(&c->rbody, c->max_resp);
@@ -669,7 +669,7 @@ static enum gw_err call_setup(struct httpc_call *c, long timeout_ms)
 	enum gw_err err = httpc__setup_easy(c->h, e);
 	if (err)
 		return err;
-	if (curl_easy_setopt(e, CURLOPT_URL, c->url) ||
+	if (curl_easy_setopt(e, CURLOPT_URL, url) ||
 	    /* Replies are small JSON; curl's 16 KB default per call in flight
 	     * was the largest part of the heap at 500 streams. */
 	    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTPC_BUFFER_BYTES) ||
@@ -726,14 +726,14 @@ static void call_free(struct httpc_call *c)
 }
 
 /* Hands the call to curl, with what is left of its timeout. */
-static enum gw_err call_launch(struct httpc_call *c)
+static enum gw_err call_launch(struct httpc_call *c, const char *url)
 {
 	long left = c->timeout_ms - (long)((gw_now_us() - c->t0_us) / 1000);
 	if (left <= 0)
 		return GW_ETIMEOUT;
 	if (!(c->easy = easy_get(c->h)))
 		return GW_ENOMEM;
-	enum gw_err err = call_setup(c, left);
+	enum gw_err err = call_setup(c, url, left);
 	return err ? err : httpc__add(c->h, c->easy, &c->owner, false);
 }
 
@@ -814,6 +814,7 @@ static void qtimer_arm(struct httpc *h, uint64_t due_us)
 static void queue_push(struct httpc *h, struct httpc_call *c)
 {
 	c->q_next = NULL;
+	c->q_pprev = h->queue_tail;
 	*h->queue_tail = c;
 	h->queue_tail = &c->q_next;
 	qtimer_arm(h, call_due_us(c));
@@ -821,12 +822,11 @@ static void queue_push(struct httpc *h, struct httpc_call *c)
 
 static void queue_remove(struct httpc *h, struct httpc_call *c)
 {
-	struct httpc_call **pp = &h->queue;
-	while (*pp != c)
-		pp = &(*pp)->q_next;
-	*pp = c->q_next;
-	if (h->queue_tail == &c->q_next)
-		h->queue_tail = pp;
+	*c->q_pprev = c->q_next;
+	if (c->q_next)
+		c->q_next->q_pprev = c->q_pprev;
+	else
+		h->queue_tail = c->q_pprev;
 	if (!h->queue) {
 		evtimer_del(h->qtimer);
 		h->q_due_us = 0;
@@ -851,11 +851,14 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	while (h->queue && h->rest.handles < (size_t)HTTPC_REST_CONNS) {
 		struct httpc_call *c = h->queue;
-		enum gw_err err = call_launch(c);
-		if (err)
+		enum gw_err err = call_launch(c, c->url);
+		if (err) {
 			queue_fail(c, err);
-		else
+		} else {
 			queue_remove(h, c);
+			gw_free(c->url); /* curl has its own copy */
+			c->url = NULL;
+		}
 	}
 }
 
@@ -900,10 +903,15 @@ enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
 	if (err)
 		goto fail;
 	/* Behind the queue when there is one, so calls start in order. */
-	if (h->queue || h->rest.handles >= (size_t)HTTPC_REST_CONNS)
+	if (h->queue || h->rest.handles >= (size_t)HTTPC_REST_CONNS) {
+		if (!(c->url = gw_strdup(o->url))) {
+			err = GW_ENOMEM;
+			goto fail;
+		}
 		queue_push(h, c);
-	else if ((err = call_launch(c)))
+	} else if ((err = call_launch(c, o->url))) {
 		goto fail;
+	}
 	c->next = h->calls;
 	if (h->calls)
 		h->calls->prev = c;
