@@ -478,8 +478,9 @@ static void test_fast_matches_slow(void **state)
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"role\\\":\\\"user\\\"}\\n{\\\"type\\\":\\\"tool_call\\\"}\\n"
 		   "{\\\"type\\\":\\\"thinking\\\",\\\"thinking\\\":\\\"t\\\\ud83d\\\\ude42\\\"}\"}", GW_OK, 3);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\"} ", GW_OK, 1);
-	/* The upstream's exact spelling (read in one pass, and its chat lines
-	 * by two string scans) next to near misses of it. */
+	/* The upstream's exact spelling, which parse_frames.c reads on paths
+	 * of its own, next to near misses of it: all must give what jansson
+	 * gives. */
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\\u0061\\\",\\\"type\\\":\\\"chat\\\","
 		   "\\\"chat\\\":{\\\"content\\\":\\\"x\\\\\\\"}}\\\"}}\\n\"}", GW_OK, 1);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
@@ -496,6 +497,10 @@ static void test_fast_matches_slow(void **state)
 		   "{\\\"content\\\":\\\"a\\\"}}\\n{\\\"n\\\":1e999}\\n\"}", GW_EPROTO, 1);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"} x", GW_EPROTO, 0);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"\xff\"}", GW_EPROTO, 0);
+	/* What follows the exact spellings is checked too. */
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"x", GW_EPROTO, 0);
+	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
+		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}}x\\n\"}", GW_EPROTO, 0);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
 		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\u0001\\\"}}\\n\"}", GW_EPROTO, 0);
 	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
