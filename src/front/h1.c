@@ -11,7 +11,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -607,22 +606,19 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	}
 	/* Size line, data and CRLF into one contiguous stretch of the output:
 	 * one copy per piece, one iovec per writev, and one round of the
-	 * buffer's callbacks (at commit) instead of one per add. */
+	 * buffer's callbacks (at commit). All or nothing: out of memory, the
+	 * chunk is dropped whole rather than its size line left without it. */
 	char hex[24];
 	size_t hl = (size_t)chunk_size_line(hex, n), total = hl + n + 2;
 	struct evbuffer_iovec v;
-	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) == 1 && v.iov_len >= total) {
-		char *o = v.iov_base;
-		memcpy(o, hex, hl);
-		memcpy(o + hl, p, n);
-		memcpy(o + hl + n, "\r\n", 2);
-		v.iov_len = total;
-		(void)evbuffer_commit_space(out, &v, 1);
-	} else {
-		evbuffer_add(out, hex, hl);
-		evbuffer_add(out, p, n);
-		evbuffer_add(out, "\r\n", 2);
-	}
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1)
+		return;
+	char *o = v.iov_base;
+	memcpy(o, hex, hl);
+	memcpy(o + hl, p, n);
+	memcpy(o + hl + n, "\r\n", 2);
+	v.iov_len = total;
+	(void)evbuffer_commit_space(out, &v, 1);
 	want_flush(r->c);
 }
 
