@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,18 +29,20 @@ struct server {
 };
 
 static atomic_ulong rid_counter;
-static atomic_uint rid_pid; /* getpid() is a system call: asked once */
+static unsigned rid_pid; /* getpid() is a system call: asked once */
+static pthread_once_t rid_once = PTHREAD_ONCE_INIT;
+
+static void rid_init(void)
+{
+	rid_pid = (unsigned)getpid() & 0xffffu;
+}
 
 static void make_rid(char out[24])
 {
 	/* Unique within a process; the pid keeps them apart across a fleet's logs. */
 	unsigned long n = atomic_fetch_add(&rid_counter, 1) + 1;
-	unsigned pid = atomic_load_explicit(&rid_pid, memory_order_relaxed);
-	if (!pid) {
-		pid = ((unsigned)getpid() & 0xffffu) | 0x10000u; /* never 0 once set */
-		atomic_store_explicit(&rid_pid, pid, memory_order_relaxed);
-	}
-	snprintf(out, 24, "r%x-%lx", pid & 0xffffu, n);
+	pthread_once(&rid_once, rid_init);
+	snprintf(out, 24, "r%x-%lx", rid_pid, n);
 }
 
 void req_ctx_free(struct req_ctx *ctx)
