@@ -743,7 +743,7 @@ bool jscan_str_take(const char *s, size_t n, char *out, size_t *out_len, size_t 
 			l = gw_utf8_len(p, (size_t)(end - p));
 			if (!l)
 				return false;
-			memmove(w, p, l);
+			memcpy(w, p, l);
 			w += l;
 			p += l;
 			break;
