@@ -323,8 +323,8 @@ static void op_exec(struct store *s, struct store_op *op)
 {
 	op->now = store_now(s);
 	if (op->kind == STORE_OP_SWEEP) {
-		/* the test hook: the whole sweep at once */
-		while (s->be_ops->sweep && s->be_ops->sweep(s->be, op->now))
+		/* the test hooks: the whole sweep at once, or one step */
+		while (s->be_ops->sweep && s->be_ops->sweep(s->be, op->now) && !op->sweep_once)
 			;
 		store__op_done(op);
 	} else {
@@ -440,13 +440,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	if (!s->be_ops->sweep)
 		return;
-	int64_t now = store_now(s);
-	bool more;
-	do {
-		pthread_mutex_lock(&s->exec_mu);
-		more = s->be_ops->sweep(s->be, now);
-		pthread_mutex_unlock(&s->exec_mu);
-	} while (more);
+	pthread_mutex_lock(&s->exec_mu);
+	bool more = s->be_ops->sweep(s->be, store_now(s));
+	pthread_mutex_unlock(&s->exec_mu);
+	/* The next step on a later loop turn: relocking at once would let
+	 * this thread take the mutex back before a waiting worker wakes. */
+	if (more)
+		event_active(s->sweep_ev, EV_TIMEOUT, 0);
 }
 
 static void sync_finish(struct store_op *op)
@@ -720,6 +720,14 @@ void store__sweep(struct store *s)
 {
 	struct store_op *op = op_new(s, STORE_OP_SWEEP, NULL, false);
 	GW_ASSERT(op);
+	GW_ASSERT(op_run_sync(s, op, NULL, NULL) == GW_OK);
+}
+
+void store__sweep_step(struct store *s)
+{
+	struct store_op *op = op_new(s, STORE_OP_SWEEP, NULL, false);
+	GW_ASSERT(op);
+	op->sweep_once = true;
 	GW_ASSERT(op_run_sync(s, op, NULL, NULL) == GW_OK);
 }
 

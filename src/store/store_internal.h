@@ -78,6 +78,7 @@ struct store_op {
 	char *value; /* owned, vlen bytes (+NUL) */
 	size_t vlen;
 	int64_t ttl_s;
+	bool sweep_once; /* STORE_OP_SWEEP: one backend call, not the whole sweep */
 
 	/* Output, filled by the backend before store__op_done(). */
 	enum gw_err err;
@@ -127,6 +128,9 @@ extern const struct store_backend store__redis;
 /* Test hooks. */
 /* Runs the backend's sweep on the store thread and waits for it. */
 void store__sweep(struct store *s);
+/* One call of the backend's sweep (a step, for the memory store), on the
+ * store's serialisation like any op. */
+void store__sweep_step(struct store *s);
 /* Moves the store's clock (TTL, created, last_used) by secs; the store
  * thread sees it for ops queued afterwards. */
 void store__time_shift(struct store *s, int64_t secs);

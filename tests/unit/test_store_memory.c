@@ -683,6 +683,41 @@ static void test_open_kind(void **state)
 	store_close(s);
 }
 
+/* Between two steps of a sweep, an op may remove the very item the sweep
+ * is to go on from (a get that finds it expired): the sweep goes on from
+ * the next one instead of from freed memory (ASan), and still reaches the
+ * rest. */
+static void test_sweep_cursor_item_removed(void **state)
+{
+	(void)state;
+	struct store_opts o = { .ttl_s = 100, .max_entries = 100000 };
+	struct store *s = t_open_opts(&o);
+	struct event_base *b = t_base();
+	char name[32];
+	/* Newest first in the LRU list: one step walks x1999 down to x976 and
+	 * stops on x975. */
+	for (unsigned i = 0; i < 2000; i++) {
+		snprintf(name, sizeof(name), "x%u", i);
+		assert_int_equal(put_kv(s, b, name, "v", 1, 10), GW_OK);
+	}
+	store__time_shift(s, 200);
+	store__sweep_step(s);
+	struct res r;
+	assert_int_equal(get_kv(s, b, "x975", &r), GW_OK);
+	assert_false(r.found);
+	res_clear(&r);
+	store__sweep(s);
+	store__time_shift(s, 0);
+	for (unsigned i = 0; i < 976; i += 97) {
+		snprintf(name, sizeof(name), "x%u", i);
+		assert_int_equal(get_kv(s, b, name, &r), GW_OK);
+		assert_false(r.found); /* swept, not just expired */
+		res_clear(&r);
+	}
+	store_close(s);
+	event_base_free(b);
+}
+
 /* The memory store sweeps a step at a time (its callers wait for each
  * step): a sweep still reaches every item, not only the first step's. The
  * clock is moved back afterwards, where an item left in place would still
@@ -731,6 +766,7 @@ int main(void)
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_max_entries),
 		cmocka_unit_test(test_sweep_in_steps),
+		cmocka_unit_test(test_sweep_cursor_item_removed),
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_url_errors),
 		cmocka_unit_test(test_open_kind),
