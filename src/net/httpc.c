@@ -23,9 +23,9 @@
 #define HTTPC_CALL_TIMEOUT_MS 30000L
 #define HTTPC_MAX_RESP_BYTES ((size_t)1 << 20)
 #define HTTPC_BUFFER_BYTES 4096L   /* curl's receive buffer per call in flight */
-/* WebSocket connections are in use for their whole life and never evicted;
- * this only has to stay above HTTPC_WS_PER_MULTI. */
-#define HTTPC_WS_CONNS 4096L
+/* WebSocket connections are in use for their whole life and never evicted:
+ * a shard's cache only has to hold one more than its handles. */
+#define HTTPC_WS_CONNS ((long)HTTPC_WS_PER_MULTI + 1)
 /* Finished easy handles kept for the next call (curl_easy_reset clears
  * their options): a REST call then skips curl_easy_init/cleanup and their
  * buffer allocations. Bounded, so a burst does not pin memory. */

@@ -84,9 +84,9 @@ void log_msg(enum log_level level, const char *rid, const char *fmt, ...)
 	struct buf b = { .p = line, .len = 0, .cap = sizeof(line), .max = sizeof(line) - 1 };
 	enum gw_err err;
 	if (atomic_load(&cur_format) == LOG_JSON) {
-		err = buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
+		err = buf_cat(&b, "{\"ts\":\"", ts, "\",\"level\":\"", level_names[level], "\"", NULL);
 		if (!err && rid)
-			err = buf_printf(&b, ",\"rid\":\"%s\"", rid);
+			err = buf_cat(&b, ",\"rid\":\"", rid, "\"", NULL);
 		if (!err)
 			err = buf_adds(&b, ",\"msg\":\"");
 		if (!err)
