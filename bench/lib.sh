@@ -7,7 +7,7 @@
 
 PIDS=()
 T0=${T0:-$(date +%s)}
-SIM_PID="" SIM_PORT="" GW_PID="" GW_PORT=""
+SIM_PID="" SIM_PORT="" GW_PID="" GW_PIDS="" GW_PORT=""
 
 log() { printf '[bench %4ds] %s\n' $(($(date +%s) - T0)) "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -89,15 +89,36 @@ start_sim() { # flow
 
 # flow; GW_ENV="NAME=value ..." adds settings, GW_WRAP="cmd args" runs the
 # gateway under cmd (valgrind), which gets 30 s instead of 10 to answer.
+# GW_PROCS=N (default 1) starts N gateway processes on one port
+# (SO_REUSEPORT), as instances behind a load balancer would run, each in its
+# own directory. GW_PID is the first; GW_PIDS lists all, comma-separated.
 start_gw() {
 	GW_PORT=$(free_port)
-	mkdir -p "$RUN/gw"
-	(cd "$RUN/gw" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
-		CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
-		ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
-		STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
-		${GW_ENV:-} ${GW_WRAP:-} "$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
-	GW_PID=$!
-	PIDS+=("$GW_PID")
-	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway" "$([ -n "${GW_WRAP:-}" ] && echo 30 || echo 10)"
+	local i pid pids=() secs
+	secs=$([ -n "${GW_WRAP:-}" ] && echo 30 || echo 10)
+	for ((i = 0; i < ${GW_PROCS:-1}; i++)); do
+		mkdir -p "$RUN/gw$i"
+		(cd "$RUN/gw$i" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
+			CLERK_COOKIE=sim_client_default CLERK_BASE_URL="http://127.0.0.1:$SIM_PORT" \
+			ENGINE_API_BASE_URL="http://127.0.0.1:$SIM_PORT" ENGINE_WS_BASE_URL="ws://127.0.0.1:$SIM_PORT" \
+			STORE_URL=memory: ENGINE_FLOW="$1" ACCOUNT_CONCURRENCY=10000 SHUTDOWN_TIMEOUT=1 \
+			${GW_ENV:-} ${GW_WRAP:-} "$GW_BIN" >>"$OUT/gateway.log" 2>&1) &
+		pid=$!
+		PIDS+=("$pid")
+		pids+=("$pid")
+		wait_listen "$pid" "$GW_PORT" "the gateway" "$secs"
+	done
+	GW_PID=${pids[0]}
+	GW_PIDS=$(IFS=,; echo "${pids[*]}")
+	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway" "$secs"
+}
+
+wait_listen() { # pid port what seconds: until pid listens on the port
+	local i
+	for i in $(seq $(($4 * 10))); do
+		ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1," && return 0
+		alive "$1" || break
+		sleep 0.1
+	done
+	die "$3 (pid $1) did not listen on port $2"
 }

@@ -263,9 +263,14 @@ static uint64_t rng(void)
 
 /* ---- options ---------------------------------------------------------- */
 
+/* One --pid NAME:PID[,PID...]: several processes under one name (gateway
+ * instances sharing a port) are measured as their sum. */
+#define MAX_GROUP 4
+
 struct watched {
 	char name[32];
-	int pid;
+	int pid[MAX_GROUP];
+	int npid;
 	long long ticks0, ticks1;
 	long long sched0, sched1; /* ns, summed over threads */
 	long long *rss; /* samples, kB */
@@ -975,6 +980,39 @@ static long proc_fds(int pid)
 	return n;
 }
 
+enum pstat { PS_TICKS, PS_SCHED, PS_RSS, PS_HWM, PS_FDS };
+
+static long long proc_get(int pid, enum pstat k)
+{
+	switch (k) {
+	case PS_TICKS:
+		return proc_ticks(pid);
+	case PS_SCHED:
+		return proc_sched_ns(pid);
+	case PS_RSS:
+		return proc_status_kb(pid, "VmRSS");
+	case PS_HWM:
+		return proc_status_kb(pid, "VmHWM");
+	case PS_FDS:
+		return proc_fds(pid);
+	}
+	return -1;
+}
+
+/* The sum over w's processes; -1 when one of them cannot be read. The peak
+ * of a group (PS_HWM) is the sum of each one's peak: an upper bound. */
+static long long group_get(const struct watched *w, enum pstat k)
+{
+	long long sum = 0;
+	for (int i = 0; i < w->npid; i++) {
+		long long v = proc_get(w->pid[i], k);
+		if (v < 0)
+			return -1;
+		sum += v;
+	}
+	return sum;
+}
+
 static struct event *sample_ev;
 
 static void sample_cb(evutil_socket_t fd, short what, void *arg)
@@ -984,10 +1022,10 @@ static void sample_cb(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	for (int i = 0; i < opt.nw; i++) {
 		struct watched *w = &opt.w[i];
-		long long kb = proc_status_kb(w->pid, "VmRSS");
+		long long kb = group_get(w, PS_RSS);
 		if (kb >= 0 && w->nrss < MAX_SAMPLES)
 			w->rss[w->nrss++] = kb;
-		long fds = proc_fds(w->pid);
+		long fds = (long)group_get(w, PS_FDS);
 		if (fds > w->fds_max)
 			w->fds_max = fds;
 	}
@@ -1786,7 +1824,7 @@ static void report(void)
 		fprintf(f, "%s\"%s\":{\"pid\":%d,\"cpu_us\":%lld,\"ticks\":%lld,\"sched_us\":%lld,"
 			"\"hwm_kb\":%lld,\"rss_end_kb\":%lld,\"rss_steady_kb\":%lld,\"rss_max_kb\":%lld,\"samples\":%zu,"
 			"\"fds_max\":%ld}",
-			i ? "," : "", w->name, w->pid, (w->ticks1 - w->ticks0) * 1000000 / tck, w->ticks1 - w->ticks0,
+			i ? "," : "", w->name, w->pid[0], (w->ticks1 - w->ticks0) * 1000000 / tck, w->ticks1 - w->ticks0,
 			(w->sched1 - w->sched0) / 1000, w->hwm_kb, w->rss_end_kb, med, mx, w->nrss, w->fds_max);
 	}
 	fprintf(f, "},\"errors\":[");
@@ -1821,10 +1859,10 @@ static void measured_done(void)
 		event_del(sample_ev);
 	for (int i = 0; i < opt.nw; i++) {
 		struct watched *w = &opt.w[i];
-		w->ticks1 = proc_ticks(w->pid);
-		w->sched1 = proc_sched_ns(w->pid);
-		w->hwm_kb = proc_status_kb(w->pid, "VmHWM");
-		w->rss_end_kb = proc_status_kb(w->pid, "VmRSS");
+		w->ticks1 = group_get(w, PS_TICKS);
+		w->sched1 = group_get(w, PS_SCHED);
+		w->hwm_kb = group_get(w, PS_HWM);
+		w->rss_end_kb = group_get(w, PS_RSS);
 	}
 	sim_cpu(&R.sim_cpu1, finish_after_sim);
 }
@@ -1832,10 +1870,10 @@ static void measured_done(void)
 static void measured_start(void)
 {
 	for (int i = 0; i < opt.nw; i++) {
-		opt.w[i].ticks0 = proc_ticks(opt.w[i].pid);
-		opt.w[i].sched0 = proc_sched_ns(opt.w[i].pid);
+		opt.w[i].ticks0 = group_get(&opt.w[i], PS_TICKS);
+		opt.w[i].sched0 = group_get(&opt.w[i], PS_SCHED);
 		if (opt.w[i].ticks0 < 0)
-			die("cannot read /proc/%d/stat", opt.w[i].pid);
+			die("cannot read /proc/PID/stat of %s", opt.w[i].name);
 	}
 	R.measuring = true;
 	R.t_start = now_us();
@@ -1874,10 +1912,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	R.measuring = false;
 	for (int i = 0; i < opt.nw; i++) {
 		struct watched *w = &opt.w[i];
-		w->ticks1 = proc_ticks(w->pid);
-		w->sched1 = proc_sched_ns(w->pid);
-		w->hwm_kb = proc_status_kb(w->pid, "VmHWM");
-		w->rss_end_kb = proc_status_kb(w->pid, "VmRSS");
+		w->ticks1 = group_get(w, PS_TICKS);
+		w->sched1 = group_get(w, PS_SCHED);
+		w->hwm_kb = group_get(w, PS_HWM);
+		w->rss_end_kb = group_get(w, PS_RSS);
 	}
 	R.sim_cpu1 = -1;
 	report();
@@ -1889,7 +1927,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: load --port P [--mode gw|up] [--key K] [--stream 0|1] [-c CONC] [-n TOTAL] [--warmup W]\n"
 		"  [--pieces N] [--slow MS] [--ramp-ms MS] [--flow 2026|2025] [--cookie C] [--sim-port P]\n"
-		"  [--pid NAME:PID ...] [--req-timeout S] [--deadline S] [--pool N] [--label TEXT]\n");
+		"  [--pid NAME:PID[,PID...] ...] [--req-timeout S] [--deadline S] [--pool N] [--label TEXT]\n");
 	exit(2);
 }
 
@@ -1953,7 +1991,17 @@ static void parse_args(int argc, char **argv)
 				usage();
 			struct watched *w = &opt.w[opt.nw++];
 			memcpy(w->name, v, (size_t)(c - v));
-			w->pid = (int)num(c + 1, 1, 1 << 30, "pid");
+			char list[128];
+			if (strlen(c + 1) >= sizeof(list))
+				usage();
+			strcpy(list, c + 1);
+			for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+				if (w->npid >= MAX_GROUP)
+					usage();
+				w->pid[w->npid++] = (int)num(tok, 1, 1 << 30, "pid");
+			}
+			if (!w->npid)
+				usage();
 			w->rss = xmalloc(MAX_SAMPLES * sizeof(*w->rss));
 		} else
 			usage();

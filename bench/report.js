@@ -116,8 +116,8 @@ P('  entries among the same samples.');
 P('- **Latency.** From writing the request: TTFB = first response byte (upstream rows: the chat POST\'s 202);');
 P('  TTFT = first non-empty content piece; total = end of the reply. Successful requests only.');
 P('- **Errors.** *bad* = the reply ended normally but its text differs from the expected one; *err* = an HTTP error,');
-P('  an error event, a broken connection, or no end within the request timeout (15 s at 0 ms per piece, 60 s for');
-P('  1,000 streams or more), after which the load generator closes the connection.');
+P('  an error event, a broken connection, or no end within the request timeout (15 s, or 60 s for 1,000 streams or');
+P('  more, plus three times a reply\'s paced length), after which the load generator closes the connection.');
 P();
 P('## Scenarios');
 P();
@@ -127,7 +127,11 @@ P('open together if pieces are paced), 1,000 pieces at 50 streams, non-streaming
 P('2025 flow at 50 and 500 streams. Each gateway row has an nginx-upstream twin with the same upstream traffic');
 P('(streaming or not makes no difference upstream); each twin runs right after its gateway row. One row repeats');
 P('concurrency 1 with a new connection per request, one runs the base point with `WORKERS=1`, and one puts nginx');
-P('in front of the gateway (nginx-sse) to price a plain SSE relay of the same stream.');
+P('in front of the gateway (nginx-sse) to price a plain SSE relay of the same stream. One more row holds all 10,000');
+P('streams open at once (500 ms per piece, 16 s per stream). It runs two gateway processes (`WORKERS=1` each) on one');
+P('port (SO_REUSEPORT), as instances behind a load balancer: 10,000 open streams need more than 20,000 descriptors');
+P('(client, upstream WebSocket, REST pool), and the open-files limit is per process. Its CPU, memory and fds are the');
+P('two processes\' sums (peak = the sum of each one\'s `VmHWM`, an upper bound). It has no nginx twin.');
 P();
 P('## Running it');
 P();
@@ -221,8 +225,10 @@ P('|---|---|---|');
   P(`| ≤ 25 MB peak RSS at 500 concurrent streams | ${h.length ? h.map((x) => fmt(x, 1)).join(', ') + ' MiB (VmHWM)' : '–'} | ` +
     `${h.length ? verdict : 'not measured'} |`);
   const r10k = gw.filter((r) => r.conc >= 10000);
+  // Every 10,000-stream row must be error-free, and one must have had all
+  // 10,000 open at once (short streams end before the last ones begin).
   P(`| 10,000 concurrent streams with zero errors | ${r10k.map((r) => `${r.ok} ok, ${r.bad} wrong, ${r.err} failed of ${r.n}; ${fmt(r.peak_inflight)} in flight at most`).join('; ') || '–'} | ` +
-    `${r10k.length ? (r10k.every((r) => r.ok === r.n && r.peak_inflight >= 10000) ? 'met' : 'not met') : 'not measured'} |`);
+    `${r10k.length ? (r10k.every((r) => r.ok === r.n) && r10k.some((r) => r.peak_inflight >= 10000) ? 'met' : 'not met') : 'not measured'} |`);
   const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && comparable(r) && r.flow === 2026)
     .sort((a, b) => a.conc - b.conc).map((r) => ({ c: r.conc, v: derived(r).cpuPiece, clean: r.err === 0 && r.bad === 0 }));
   const s0 = series(0), s20 = series(20);
