@@ -4,6 +4,7 @@
 #include "core/app.h"
 #include "core/call.h"
 #include "core/cleanup.h"
+#include "core/idle.h"
 #include "core/pool.h"
 #include "front/server.h"
 #include "net/httpc.h"
@@ -230,6 +231,9 @@ static int run(struct app *app, struct gw_config *cfg)
 	struct cleanup *cleanup = cleanup_new(&app->workers[0]);
 	if (!cleanup)
 		log_warn(NULL, "upstream clean-up not started: out of memory");
+	struct idle *idle = idle_new(app, main_base);
+	if (!idle)
+		log_warn(NULL, "idle memory trim not started: out of memory");
 	log_info(NULL, "listening on http://%s:%ld (%zu worker%s, store %s, flow %s)", cfg->host, cfg->port,
 		 app->n_workers, app->n_workers == 1 ? "" : "s", store_kind(app->store),
 		 cfg->engine_flow == FLOW_2025 ? "2025" : "2026");
@@ -240,6 +244,7 @@ static int run(struct app *app, struct gw_config *cfg)
 	}
 	/* Before app_free frees the HTTP clients and the store it uses. */
 	cleanup_free(cleanup);
+	idle_free(idle);
 	event_free(sterm);
 	event_free(sint);
 	event_free(shup);

@@ -44,6 +44,7 @@ struct app {
 	atomic_bool draining;
 	atomic_bool stopping;
 	atomic_long streams;         /* chat calls in flight, all workers */
+	atomic_ulong calls_started;  /* chat calls ever started, all workers (idle.c) */
 	atomic_long flushing;        /* chat replies not yet written out to their client */
 	uint64_t started_ms;
 	char *env_path;

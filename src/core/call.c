@@ -467,6 +467,7 @@ enum gw_err call_start(struct worker *w, struct chat_req *req, const char *rid, 
 	w->calls = c;
 	w->n_calls++;
 	atomic_fetch_add(&w->app->streams, 1);
+	atomic_fetch_add_explicit(&w->app->calls_started, 1, memory_order_relaxed);
 	if (!c->deadline || !c->kick || !c->retry || waiter_init(&c->wt, w->base, on_wait, c) != GW_OK) {
 		call_free(c);
 		return GW_ENOMEM;
