@@ -276,6 +276,7 @@ struct watched {
 	long long *rss; /* samples, kB */
 	size_t nrss;
 	long long hwm_kb, rss_end_kb;
+	long long rss_idle_kb; /* --idle-after S: VmRSS S seconds after the run; -1 if not asked */
 	long fds_max; /* open descriptors, the largest sample */
 };
 
@@ -286,7 +287,7 @@ static struct {
 	int port, sim_port;
 	const char *key, *cookie, *model, *agent, *label, *note;
 	long conc, total, warmup, pieces, slow, ramp_ms;
-	long req_timeout_s, deadline_s, pool_max, fresh;
+	long req_timeout_s, deadline_s, pool_max, fresh, idle_s;
 	struct watched w[MAX_PIDS];
 	int nw;
 } opt = { .stream = true, .flow = 2026, .key = "", .cookie = "sim_client_default",
@@ -1803,10 +1804,10 @@ static void report(void)
 	FILE *f = stdout;
 	fprintf(f, "{\"label\":\"%s\",\"mode\":\"%s\",\"flow\":%d,\"conc\":%ld,\"n\":%ld,\"pieces\":%ld,\"slow\":%ld,"
 		"\"stream\":%s,\"ok\":%ld,\"bad\":%ld,\"err\":%ld,\"timeouts\":%ld,\"wall_s\":%.3f,\"rps\":%.1f,"
-		"\"peak_inflight\":%ld,\"fresh\":%s,\"note\":\"%s\"",
+		"\"peak_inflight\":%ld,\"fresh\":%s,\"idle_after_s\":%ld,\"note\":\"%s\"",
 		opt.label, opt.up ? "up" : "gw", opt.flow, opt.conc, opt.total, opt.pieces, opt.slow,
 		opt.stream ? "true" : "false", R.ok, R.bad, R.err, R.timeouts, wall,
-		wall > 0 ? (double)R.ok / wall : 0.0, R.peak_inflight, opt.fresh ? "true" : "false", opt.note);
+		wall > 0 ? (double)R.ok / wall : 0.0, R.peak_inflight, opt.fresh ? "true" : "false", opt.idle_s, opt.note);
 	json_pct(f, "ttfb", &R.ttfb);
 	json_pct(f, "ttft", &R.ttft);
 	json_pct(f, "total", &R.total);
@@ -1823,9 +1824,10 @@ static void report(void)
 		}
 		fprintf(f, "%s\"%s\":{\"pid\":%d,\"cpu_us\":%lld,\"ticks\":%lld,\"sched_us\":%lld,"
 			"\"hwm_kb\":%lld,\"rss_end_kb\":%lld,\"rss_steady_kb\":%lld,\"rss_max_kb\":%lld,\"samples\":%zu,"
-			"\"fds_max\":%ld}",
+			"\"fds_max\":%ld,\"rss_idle_kb\":%lld}",
 			i ? "," : "", w->name, w->pid[0], (w->ticks1 - w->ticks0) * 1000000 / tck, w->ticks1 - w->ticks0,
-			(w->sched1 - w->sched0) / 1000, w->hwm_kb, w->rss_end_kb, med, mx, w->nrss, w->fds_max);
+			(w->sched1 - w->sched0) / 1000, w->hwm_kb, w->rss_end_kb, med, mx, w->nrss, w->fds_max,
+			w->rss_idle_kb);
 	}
 	fprintf(f, "},\"errors\":[");
 	for (int i = 0; i < R.nerrs; i++) {
@@ -1843,12 +1845,29 @@ static void report(void)
 	fflush(f);
 }
 
+static struct event *deadline_ev;
+
+static void finish_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	for (int i = 0; i < opt.nw; i++)
+		opt.w[i].rss_idle_kb = opt.idle_s ? group_get(&opt.w[i], PS_RSS) : -1;
+	report();
+	event_base_loopbreak(base);
+}
+
+/* Every connection is closed by now; with --idle-after S the watched
+ * processes get S quiet seconds before their memory is read once more. */
 static void finish_after_sim(void)
 {
 	pool_close_idle(&sim_pool);
 	pool_close_idle(&up_pool);
-	report();
-	event_base_loopbreak(base);
+	event_del(deadline_ev); /* the run is over; the idle wait is not part of it */
+	struct timeval tv = { opt.idle_s, 0 };
+	if (event_base_once(base, -1, EV_TIMEOUT, finish_now, NULL, &tv) != 0)
+		die("cannot arm a timer");
 }
 
 static void measured_done(void)
@@ -1927,7 +1946,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: load --port P [--mode gw|up] [--key K] [--stream 0|1] [-c CONC] [-n TOTAL] [--warmup W]\n"
 		"  [--pieces N] [--slow MS] [--ramp-ms MS] [--flow 2026|2025] [--cookie C] [--sim-port P]\n"
-		"  [--pid NAME:PID[,PID...] ...] [--req-timeout S] [--deadline S] [--pool N] [--label TEXT]\n");
+		"  [--pid NAME:PID[,PID...] ...] [--idle-after S] [--req-timeout S] [--deadline S] [--pool N]\n"
+		"  [--label TEXT]\n");
 	exit(2);
 }
 
@@ -1979,6 +1999,8 @@ static void parse_args(int argc, char **argv)
 			opt.flow = (int)num(v, 2025, 2026, a);
 		else if (!strcmp(a, "--req-timeout"))
 			opt.req_timeout_s = num(v, 1, 3600, a);
+		else if (!strcmp(a, "--idle-after"))
+			opt.idle_s = num(v, 0, 600, a);
 		else if (!strcmp(a, "--deadline"))
 			opt.deadline_s = num(v, 1, 36000, a);
 		else if (!strcmp(a, "--fresh"))
@@ -2003,6 +2025,7 @@ static void parse_args(int argc, char **argv)
 			if (!w->npid)
 				usage();
 			w->rss = xmalloc(MAX_SAMPLES * sizeof(*w->rss));
+			w->rss_idle_kb = -1;
 		} else
 			usage();
 	}
@@ -2039,9 +2062,11 @@ int main(int argc, char **argv)
 	sim_pool.sa = sim_addr;
 	sim_pool.max = 1;
 	expected_text();
-	struct event *dl = evtimer_new(base, deadline_cb, NULL);
+	deadline_ev = evtimer_new(base, deadline_cb, NULL);
+	if (!deadline_ev)
+		die("cannot create the deadline timer");
 	struct timeval tv = { opt.deadline_s, 0 };
-	evtimer_add(dl, &tv);
+	evtimer_add(deadline_ev, &tv);
 	if (opt.up)
 		clerk_boot(begin);
 	else

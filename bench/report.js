@@ -33,6 +33,7 @@ function derived(r) {
     hwm: p.hwm_kb,
     fds: p.fds_max,
     steady: p.rss_steady_kb,
+    idle: p.rss_idle_kb,
     gwInSse: r.label === 'nginx-sse' && r.procs.gateway ? r.procs.gateway.cpu_us / reqs : null,
   };
 }
@@ -197,6 +198,23 @@ P();
     P('|---|---|---|');
     P(`| gateway | ${fmt(g.fixed)} | ${fmt(g.per, 1)} |`);
     P(`| nginx relaying the upstream protocol | ${fmt(n.fixed)} | ${fmt(n.per, 1)} |`);
+    P();
+  }
+}
+
+// Rows run with --idle-after: memory once the gateway has been quiet.
+{
+  const idle = gw.filter((r) => derived(r).idle >= 0);
+  if (idle.length) {
+    P('Memory given back once the gateway is quiet (it trims its heap after a 10 s interval with no stream open and');
+    P('none started; VmRSS read again that many seconds after the last client connection closed):');
+    P();
+    P('| scenario | peak MiB | at the end of the run MiB | quiet for | then MiB |');
+    P('|---|---|---|---|---|');
+    for (const r of idle) {
+      const d = derived(r);
+      P(`| ${what(r)} | ${fmt(d.hwm / MiB, 1)} | ${fmt(subject(r).rss_end_kb / MiB, 1)} | ${r.idle_after_s} s | ${fmt(d.idle / MiB, 1)} |`);
+    }
     P();
   }
 }

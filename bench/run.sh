@@ -166,7 +166,8 @@ else
 	# 50, 500, 10,000 at 20 ms/piece (10,000 only overlap when paced)
 	scenario gateway 2026 50 500 50 32 20 1
 	scenario nginx-upstream 2026 50 500 50 32 20 1
-	scenario gateway 2026 500 1500 50 32 20 1
+	# --idle-after: memory once quiet (src/core/idle.c trims within 20 s)
+	scenario gateway 2026 500 1500 50 32 20 1 --idle-after 25
 	scenario nginx-upstream 2026 500 1500 50 32 20 1
 	# nginx waits 60 s for an upstream connect (proxy_connect_timeout) and
 	# 300 s for the 101; the saturated simulator needs more than the
@@ -181,7 +182,8 @@ else
 	# gateway processes (WORKERS=1 each, one per core) share the port, as
 	# instances behind a load balancer would. CPU and memory are their sums.
 	GW_PROCS=2 GW_ENV="WORKERS=1 UPSTREAM_CONNECT_TIMEOUT=60" \
-		scenario gateway 2026 10000 10000 50 32 500 1 --note "2 processes, WORKERS=1 each, UPSTREAM_CONNECT_TIMEOUT=60"
+		scenario gateway 2026 10000 10000 50 32 500 1 --idle-after 25 \
+		--note "2 processes, WORKERS=1 each, UPSTREAM_CONNECT_TIMEOUT=60"
 	# 1,000 pieces
 	scenario gateway 2026 50 200 20 1000 0 1
 	scenario nginx-upstream 2026 50 200 20 1000 0 1
