@@ -394,6 +394,55 @@ static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void 
  * Any other spelling (spaces, key order, escapes) takes fast_parse. */
 #define UPDATE_HEAD "{\"type\":\"update\",\"buffer\":\""
 
+/* The commonest frame of all, one chat piece in the buffer, is matched on
+ * its raw bytes, still escaped once:
+ *   {\"id\":\"ID\",\"type\":\"chat\",\"chat\":{\"content\":\"TEXT\"}}\n"}
+ * with ID printable ASCII. Only TEXT is decoded (the buffer's escapes, then
+ * the content's); the rest is compared. Anything else (more lines, an id
+ * with escapes, a TEXT that is not one JSON string once the buffer's
+ * escapes are undone) fails a check and takes the whole buffer through
+ * fast_lines, which gives the same item. */
+#define RAW_CHAT_HEAD "{\\\"id\\\":\\\""
+#define RAW_CHAT_AFTER_ID "\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\""
+#define CHAT_TAIL "\"}}\n" /* the end of TEXT's line, once the buffer is decoded */
+
+static bool plain_id(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+/* True if body[0..bn) (the buffer's string body and the frame's "}) is one
+ * such piece; it then went to cb, and *err says how. s has room for bn. */
+static bool raw_chat(const char *body, size_t bn, char *s, frame_item_cb *cb, void *arg, enum gw_err *err)
+{
+	size_t hl = sizeof(RAW_CHAT_HEAD) - 1, al = sizeof(RAW_CHAT_AFTER_ID) - 1, tl = sizeof(CHAT_TAIL) - 1;
+	if (bn < hl || memcmp(body, RAW_CHAT_HEAD, hl) != 0)
+		return false;
+	const char *id = body + hl;
+	const char *bs = memchr(id, '\\', bn - hl);
+	if (!bs || (size_t)(body + bn - bs) < al || memcmp(bs, RAW_CHAT_AFTER_ID, al) != 0 ||
+	    !plain_id(id, (size_t)(bs - id)))
+		return false;
+	const char *t = bs + al;
+	size_t tn = (size_t)(body + bn - t), len, quote, q;
+	bool esc;
+	if (!jscan_str_take(t, tn, s, &len, &quote) || quote + 2 != tn || t[tn - 1] != '}' || len < tl ||
+	    memcmp(s + len - tl, CHAT_TAIL, tl) != 0 || !jscan_str_scan(s, len, &q, &esc) || q != len - tl)
+		return false;
+	struct fast_item f;
+	memset(&f, 0, sizeof(f));
+	f.kind = FRAME_CHAT;
+	f.id = (struct jscan_val){ .kind = JSCAN_STRING, .p = id, .n = (size_t)(bs - id) };
+	f.text = (struct jscan_val){ .kind = JSCAN_STRING, .esc = esc, .p = s, .n = q };
+	*err = fast_deliver(&f, cb, arg) ? GW_OK : GW_ECANCELED;
+	return true;
+}
+
 /* True if the frame was handled (*err is then frame_parse's result). */
 static bool update_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg, enum gw_err *err)
 {
@@ -406,9 +455,12 @@ static bool update_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg
 	char *s = bn <= sizeof(stack) ? stack : gw_malloc(bn);
 	if (!s)
 		return false;
-	bool whole = jscan_str_take(body, bn, s, &len, &quote) && quote + 2 == bn && body[bn - 1] == '}';
-	if (whole)
-		*err = fast_lines(s, len, cb, arg);
+	bool whole = raw_chat(body, bn, s, cb, arg, err);
+	if (!whole) {
+		whole = jscan_str_take(body, bn, s, &len, &quote) && quote + 2 == bn && body[bn - 1] == '}';
+		if (whole)
+			*err = fast_lines(s, len, cb, arg);
+	}
 	if (s != stack)
 		gw_free(s);
 	return whole;

@@ -504,6 +504,23 @@ static void test_fast_matches_slow(void **state)
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
 		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\u0001\\\"}}\\n\"}", GW_EPROTO, 0);
 	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
+	/* One piece is matched on the raw frame (raw_chat): near misses of it. */
+#define PIECE(id, text) "{\\\"id\\\":\\\"" id "\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\"" text "\\\"}}"
+#define UPDATE(buffer) "{\"type\":\"update\",\"buffer\":\"" buffer "\"}"
+	check_both(FAST, UPDATE(PIECE("m", "a") "\\n" PIECE("m", "b") "\\n"), GW_OK, 2);
+	check_both(FAST, UPDATE(PIECE("m", "a\\\\nb\\\\\\\"c\\\\\\\\") "\\n"), GW_OK, 1);
+	check_both(FAST, UPDATE(PIECE("m\xc3\xa9", "a") "\\n"), GW_OK, 1);
+	check_both(FAST, UPDATE(PIECE("", "") "\\n"), GW_OK, 1);
+	check_both(FAST, UPDATE(PIECE("m", "a")), GW_OK, 1);
+	check_both(SLOW, UPDATE(PIECE("m", "a\\nb") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m\"x", "a") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m\xff", "a") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m\x01", "a") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m", "a\\\\") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE("{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}]\\n"),
+		   GW_EPROTO, 0);
+#undef PIECE
+#undef UPDATE
 }
 
 /* Many lines in one update: every item goes out, in order, and a stop
