@@ -27,8 +27,10 @@ struct chat_http {
 	struct oai_stream ids;
 	struct buf text;     /* stream:false */
 	struct buf reasoning;
-	struct buf out;      /* scratch for one SSE event */
+	struct buf out;      /* SSE events not yet handed to h1 */
 	struct event *keepalive;
+	struct event *flush; /* hands out to h1 once the pieces at hand are in */
+	bool flush_queued;
 	uint64_t last_write_us;
 };
 
@@ -36,6 +38,8 @@ static void ch_free(struct chat_http *ch)
 {
 	if (ch->keepalive)
 		event_free(ch->keepalive);
+	if (ch->flush)
+		event_free(ch->flush);
 	buf_release(&ch->text);
 	buf_release(&ch->reasoning);
 	buf_release(&ch->out);
@@ -57,12 +61,23 @@ static void on_drained(struct h1_req *req, void *arg)
 /* Sends ch->out as one chunk; returns false when the client is backed up. */
 static bool flush_out(struct chat_http *ch)
 {
+	if (!ch->out.len)
+		return !ch->paused;
 	h1_write(ch->req, ch->out.p, ch->out.len);
 	buf_reset(&ch->out);
 	ch->last_write_us = gw_now_us();
 	if (h1_unsent(ch->req) > SSE_HIWAT)
 		ch->paused = true;
 	return !ch->paused;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	struct chat_http *ch = arg;
+	ch->flush_queued = false;
+	(void)flush_out(ch);
 }
 
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)
@@ -129,7 +144,16 @@ static bool sink_piece(void *arg, enum chat_ev_kind kind, const char *text, size
 	}
 	if (oai_sse_delta(&ch->out, &ch->ids, text, len, reasoning) != GW_OK)
 		return true;
-	return flush_out(ch);
+	/* Pieces often come many to one upstream read: they leave as one chunk,
+	 * later on this same loop turn, and h1's cost is paid once. Past the
+	 * high-water mark the chunk goes now, and the call is told to wait. */
+	if (ch->out.len + h1_unsent(ch->req) > SSE_HIWAT)
+		return flush_out(ch);
+	if (!ch->flush_queued) {
+		ch->flush_queued = true;
+		event_active(ch->flush, EV_TIMEOUT, 1);
+	}
+	return true;
 }
 
 static void finish_stream(struct chat_http *ch, const struct chat_error *e)
@@ -224,6 +248,7 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	buf_init(&ch->reasoning, (size_t)ctx->cfg->max_reply_bytes);
 	buf_init(&ch->out, (size_t)ctx->cfg->max_reply_bytes * 7 + 4096);
 	ch->keepalive = evtimer_new(ctx->w->base, on_keepalive, ch);
+	ch->flush = event_new(ctx->w->base, -1, 0, on_flush, ch);
 	log_debug(ctx->rid, "chat %s, %zu message(s), model %.80s", creq->stream ? "stream" : "json", creq->n_msgs,
 		  creq->model ? creq->model : "(default)");
 	/* Before the call starts: it may end before call_start returns. */
@@ -232,7 +257,7 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	h1_set_close_cb(req, on_client_close, ch);
 	h1_set_drain_cb(req, on_drained, ch);
 	enum gw_err err = GW_ENOMEM;
-	if (ch->keepalive)
+	if (ch->keepalive && ch->flush)
 		err = call_start(ctx->w, creq, ctx->rid, &http_sink, ch, &ch->call);
 	else
 		chat_req_free(creq);
