@@ -472,6 +472,11 @@ size_t httpc__shards(const struct httpc *h)
 	return n;
 }
 
+int httpc__ws_alive(const struct httpc *h)
+{
+	return h->ws_alive;
+}
+
 struct event_base *httpc__base(struct httpc *h)
 {
 	return h->base;

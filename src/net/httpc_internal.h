@@ -67,6 +67,9 @@ size_t httpc__watched(const struct httpc *h);
  * ones are freed but one). */
 size_t httpc__shards(const struct httpc *h);
 
+/* ws objects on h not yet freed (tests: httpc_free requires none). */
+int httpc__ws_alive(const struct httpc *h);
+
 /* A few idle objects of one kind kept for ws.c to reuse: take returns
  * one or NULL; give keeps p, or frees it with free_fn when enough are
  * kept (httpc_free frees the kept ones with it too). */
