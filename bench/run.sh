@@ -10,14 +10,17 @@
 #   BENCH_PROFILE=0         skip the perf profile
 #   BENCH_ONLY=REGEX        only the scenarios whose "target flow conc pieces
 #                           slow stream" matches, e.g. 'gateway 2026 10000'
-#   (QUICK and ONLY write build/bench/benchmarks-partial.md, not the doc)
+#   (QUICK and ONLY write build/bench/*-partial.*, not the doc or its inputs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OUT=$ROOT/build/bench
 RUN=$(mktemp -d /tmp/el2a-bench.XXXXXX)
 mkdir -p "$OUT"
-RESULTS=$OUT/results.jsonl
+# A partial run keeps its files apart, so the full run's (the doc's inputs) survive it.
+PART=""
+if [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then PART=-partial; fi
+RESULTS=$OUT/results$PART.jsonl
 : >"$RESULTS"
 T0=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -196,7 +199,7 @@ else
 fi
 
 # ---- profile ---------------------------------------------------------------------------
-PROFILE=$OUT/profile.txt
+PROFILE=$OUT/profile$PART.txt
 : >"$PROFILE"
 if [ "${BENCH_PROFILE:-1}" = 1 ] && [ "${BENCH_QUICK:-0}" != 1 ] && [ -z "${BENCH_ONLY:-}" ] && command -v perf >/dev/null &&
 	perf record -q -o "$RUN/probe.data" -- true >/dev/null 2>&1; then
@@ -229,8 +232,9 @@ fi
 # ---- report ---------------------------------------------------------------------------------
 T1=$(date +%s)
 DOC=docs/benchmarks.md
+MACHINE=$OUT/machine$PART.json
 # A smoke run must not replace the real figures.
-if [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then DOC=$OUT/benchmarks-partial.md; fi
+[ -z "$PART" ] || DOC=$OUT/benchmarks-partial.md
 {
 	printf '{"nproc":%s,' "$(nproc)"
 	printf '"kernel":"%s",' "$(uname -r)"
@@ -244,7 +248,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ONLY:-}" ]; then DOC=$OUT/benchm
 	printf '"matrix_s":%s,' "$((T1 - T0))"
 	printf '"loadavg_start":"%s","loadavg_end":"%s",' "$LOAD0" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf '"partial":%s}\n' "$([ "$DOC" = docs/benchmarks.md ] && echo false || echo true)"
-} >"$OUT/machine.json"
-node bench/report.js --results "$RESULTS" --machine "$OUT/machine.json" --profile "$PROFILE" \
+} >"$MACHINE"
+node bench/report.js --results "$RESULTS" --machine "$MACHINE" --profile "$PROFILE" \
 	--doc "$DOC"
 log "done in $((T1 - T0)) s; $DOC rewritten; logs in $OUT"
