@@ -16,7 +16,7 @@ const HARD_BODY_LIMIT = 8 * 1024 * 1024; // beyond this any body is cut off with
 // Command line
 
 const USAGE = `usage: node sim.js [--host 127.0.0.1] [--port 0] [--flow 2026|2025] [--cookies c1,c2]
-  [--jwt-ttl 60] [--task-limit 0] [--mode delta|snapshot] [--piece-delay-ms 0]
+  [--jwt-ttl 60] [--jwt-shape sim|clerk] [--task-limit 0] [--mode delta|snapshot] [--piece-delay-ms 0]
   [--daily-limit 1000000] [--clerk-api-version V] [--clerk-js-version V] [--verbose]`;
 
 function die(msg) {
@@ -26,7 +26,7 @@ function die(msg) {
 
 function parseArgs(argv) {
   const o = {
-    host: '127.0.0.1', port: 0, flow: '2026', cookies: ['sim_client_default'], jwtTtl: 60,
+    host: '127.0.0.1', port: 0, flow: '2026', cookies: ['sim_client_default'], jwtTtl: 60, jwtShape: 'sim',
     taskLimit: 0, mode: 'delta', pieceDelayMs: 0, dailyLimit: 1000000,
     clerkApiVersion: null, clerkJsVersion: null, verbose: false,
   };
@@ -47,6 +47,7 @@ function parseArgs(argv) {
     } else if (a === 'host') o.host = v;
     else if (a === 'flow') { if (v !== '2026' && v !== '2025') die('--flow must be 2026 or 2025'); o.flow = v; }
     else if (a === 'mode') { if (v !== 'delta' && v !== 'snapshot') die('--mode must be delta or snapshot'); o.mode = v; }
+    else if (a === 'jwt-shape') { if (v !== 'sim' && v !== 'clerk') die('--jwt-shape must be sim or clerk'); o.jwtShape = v; }
     else if (a === 'cookies') {
       o.cookies = v.split(',').map((s) => s.trim()).filter(Boolean);
       if (!o.cookies.length) die('--cookies needs at least one value');
@@ -98,7 +99,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 const JWT_SECRET = crypto.randomBytes(32);
 const initialSettings = {
   flow: opts.flow, mode: opts.mode, pieceDelayMs: opts.pieceDelayMs, taskLimit: opts.taskLimit,
-  jwtTtl: opts.jwtTtl, dailyLimit: opts.dailyLimit,
+  jwtTtl: opts.jwtTtl, jwtShape: opts.jwtShape, dailyLimit: opts.dailyLimit,
   clerkApiVersion: opts.clerkApiVersion, clerkJsVersion: opts.clerkJsVersion,
 };
 let settings;
@@ -208,17 +209,28 @@ function accountFromCookie(req) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JWT (HS256 signature under an RS256 header: the simulator only validates its own tokens)
+// JWT (HS256 signature under an RS256 header: the simulator only validates its own tokens).
+// --jwt-shape clerk makes it as long as Clerk's session tokens (about 750 characters, where the
+// default is about 240): a kid, Clerk's other claims, and a 256-byte signature as RS256 with a
+// 2048-bit key has, here eight chained HMACs. Header bytes cost per byte in some clients.
 
 const b64u = (buf) => Buffer.from(buf).toString('base64url');
 
+function jwtSignature(signed, long) {
+  if (!long) return crypto.createHmac('sha256', JWT_SECRET).update(signed).digest();
+  const parts = [];
+  for (let i = 0; i < 8; i++) parts.push(crypto.createHmac('sha256', JWT_SECRET).update(`${i}.${signed}`).digest());
+  return Buffer.concat(parts);
+}
+
 function signJwt(acct) {
   const iat = Math.floor(Date.now() / 1000);
+  const clerk = settings.jwtShape === 'clerk';
   const payload = { sub: acct.userId, sid: acct.sessionId, org_id: acct.orgId, iat, exp: iat + settings.jwtTtl };
-  const h = b64u(JSON.stringify({ alg: 'RS256', typ: 'JWT' }));
+  if (clerk) Object.assign(payload, { azp: ORIGIN, fva: [0, -1], iss: `https://clerk.cto.new`, nbf: iat - 10, sts: 'active', v: 2, org_role: 'org:admin', org_slug: `team-${acct.index}` });
+  const h = b64u(JSON.stringify(clerk ? { alg: 'RS256', kid: 'ins_2sim0000000000000000000000', typ: 'JWT' } : { alg: 'RS256', typ: 'JWT' }));
   const p = b64u(JSON.stringify(payload));
-  const sig = crypto.createHmac('sha256', JWT_SECRET).update(`${h}.${p}`).digest('base64url');
-  return `${h}.${p}.${sig}`;
+  return `${h}.${p}.${b64u(jwtSignature(`${h}.${p}`, clerk))}`;
 }
 
 function accountFromBearer(req) {
@@ -226,9 +238,9 @@ function accountFromBearer(req) {
   if (!m) return null;
   const parts = m[1].split('.');
   if (parts.length !== 3) return null;
-  const want = crypto.createHmac('sha256', JWT_SECRET).update(`${parts[0]}.${parts[1]}`).digest();
   let got;
   try { got = Buffer.from(parts[2], 'base64url'); } catch { return null; }
+  const want = jwtSignature(`${parts[0]}.${parts[1]}`, got.length === 256);
   if (got.length !== want.length || !crypto.timingSafeEqual(got, want)) return null;
   let p;
   try { p = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8')); } catch { return null; }
@@ -753,7 +765,7 @@ async function control(req, res, u) {
   if (p === '/__sim/config') {
     if (req.method === 'GET') return send(res, 200, { config: settings });
     if (req.method === 'POST') {
-      const allowed = { mode: ['delta', 'snapshot'], flow: ['2026', '2025'] };
+      const allowed = { mode: ['delta', 'snapshot'], flow: ['2026', '2025'], jwtShape: ['sim', 'clerk'] };
       const next = { ...settings };
       for (const [k, v] of Object.entries(b)) {
         if (allowed[k]) { if (!allowed[k].includes(v)) return send(res, 400, { error: `bad ${k}` }); next[k] = v; }

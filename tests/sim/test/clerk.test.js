@@ -27,6 +27,30 @@ test('JWT expires after --jwt-ttl seconds; a fresh one works again', async (t) =
   assert.ok((await sim.stats()).rejected.auth >= 1);
 });
 
+test('--jwt-shape clerk: a Clerk-size token (kid, more claims, 256-byte signature) that works; a tampered one does not', async (t) => {
+  const sim = await startSim(['--jwt-shape', 'clerk']);
+  t.after(() => sim.stop());
+  const c = sim.client();
+  const jwt = await c.token();
+  const [h, , sig] = jwt.split('.');
+  assert.ok(jwt.length >= 700, `length ${jwt.length}`);
+  assert.equal(Buffer.from(sig, 'base64url').length, 256);
+  assert.equal(JSON.parse(Buffer.from(h, 'base64url')).alg, 'RS256');
+  const p = claims(jwt);
+  assert.equal(p.sub, 'user_sim1');
+  assert.equal(p.sid, 'sess_sim1');
+  assert.equal(p.iss, 'https://clerk.cto.new');
+  assert.equal((await c.rest('GET', '/billing')).status, 200);
+  const bad = `${jwt.slice(0, -2)}${jwt.endsWith('AA') ? 'BA' : 'AA'}`;
+  assert.equal((await c.rest('GET', '/billing', undefined, { jwt: bad })).status, 401);
+  // Switched back at run time: short tokens again, and the long one stays valid until it expires.
+  await sim.config({ jwtShape: 'sim' });
+  const short = await c.token();
+  assert.ok(short.length < 400, `length ${short.length}`);
+  assert.equal((await c.rest('GET', '/billing', undefined, { jwt })).status, 200);
+  assert.equal((await c.rest('GET', '/billing', undefined, { jwt: short })).status, 200);
+});
+
 test('rotation: Set-Cookie carries a new __client; the old one is signed out', async (t) => {
   const sim = await startSim();
   t.after(() => sim.stop());
