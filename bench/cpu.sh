@@ -9,6 +9,7 @@
 #   PERF=file     also record a perf profile of the gateway into file
 #   STRACE=file   also count the gateway's system calls (strace -c) into file
 #   SLOW=ms       the simulator waits this long before each piece (default 0)
+#   SIM_ARGS=...  more simulator options, e.g. "--jwt-shape clerk"
 #   CALLGRIND=file  run the gateway under valgrind's callgrind and print its
 #                 user-space instructions per request (start-up included):
 #                 slow, but the same from run to run, unlike CPU time here

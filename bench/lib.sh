@@ -72,10 +72,10 @@ load_limits() { # pieces slow_ms conc
 	DL=$((RTO * 2 + 60))
 }
 
-start_sim() { # flow
+start_sim() { # flow; SIM_ARGS="--opt value ..." adds simulator options
 	local out=$RUN/sim.out i
 	: >"$out"
-	node "$ROOT/tests/sim/sim.js" --port 0 --jwt-ttl 3600 --flow "$1" >"$out" 2>>"$OUT/sim.log" &
+	node "$ROOT/tests/sim/sim.js" --port 0 --jwt-ttl 3600 --flow "$1" ${SIM_ARGS:-} >"$out" 2>>"$OUT/sim.log" &
 	SIM_PID=$!
 	PIDS+=("$SIM_PID")
 	for i in $(seq 100); do

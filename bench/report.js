@@ -66,7 +66,11 @@ const ng = rows.filter((r) => r.label === 'nginx-upstream');
 // twin; a note that only gives it nginx's settings (the 10,000 row's
 // connect timeout) keeps it comparable.
 const comparable = (r) => !/WORKERS/.test(r.note || '');
-const twin = (r) => comparable(r) ? ng.find((x) => x.flow === r.flow && x.conc === r.conc && x.pieces === r.pieces && x.slow === r.slow) : null;
+// A row whose note changes the upstream traffic (the JWT's size) has a twin
+// with the same note; the others pair with the nginx row without one.
+const traffic = (r) => /JWT/.test(r.note || '');
+const sameLoad = (x, r) => x.flow === r.flow && x.conc === r.conc && x.pieces === r.pieces && x.slow === r.slow;
+const twin = (r) => comparable(r) ? ng.find((x) => sameLoad(x, r) && traffic(x) === traffic(r) && (!traffic(r) || x.note === r.note)) : null;
 
 const out = [];
 const P = (s = '') => out.push(s);
@@ -128,7 +132,9 @@ P('open together if pieces are paced), 1,000 pieces at 50 streams, non-streaming
 P('2025 flow at 50 and 500 streams. Each gateway row has an nginx-upstream twin with the same upstream traffic');
 P('(streaming or not makes no difference upstream); each twin runs right after its gateway row. One row repeats');
 P('concurrency 1 with a new connection per request, one runs the base point with `WORKERS=1`, and one puts nginx');
-P('in front of the gateway (nginx-sse) to price a plain SSE relay of the same stream. One more row holds all 10,000');
+P('in front of the gateway (nginx-sse) to price a plain SSE relay of the same stream. A pair repeats the base point');
+P('with JWTs as long as Clerk\'s own (`--jwt-shape clerk`: about 750 characters, where the simulator\'s are about 200),');
+P('since the `Authorization` header goes out with every REST call. One more row holds all 10,000');
 P('streams open at once (500 ms per piece, 16 s per stream). It runs two gateway processes (`WORKERS=1` each) on one');
 P('port (SO_REUSEPORT), as instances behind a load balancer: 10,000 open streams need more than 20,000 descriptors');
 P('(client, upstream WebSocket, REST pool), and the open-files limit is per process. Its CPU, memory and fds are the');
@@ -248,7 +254,7 @@ P('|---|---|---|');
   // 10,000 open at once (short streams end before the last ones begin).
   P(`| 10,000 concurrent streams with zero errors | ${r10k.map((r) => `${r.ok} ok, ${r.bad} wrong, ${r.err} failed of ${r.n}; ${fmt(r.peak_inflight)} in flight at most`).join('; ') || '–'} | ` +
     `${r10k.length ? (r10k.every((r) => r.ok === r.n) && r10k.some((r) => r.peak_inflight >= 10000) ? 'met' : 'not met') : 'not measured'} |`);
-  const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && comparable(r) && r.flow === 2026)
+  const series = (slow) => gw.filter((r) => r.slow === slow && r.pieces === 32 && r.stream && !r.fresh && comparable(r) && !traffic(r) && r.flow === 2026)
     .sort((a, b) => a.conc - b.conc).map((r) => ({ c: r.conc, v: derived(r).cpuPiece, clean: r.err === 0 && r.bad === 0 }));
   const s0 = series(0), s20 = series(20);
   // The issue's worry is growth: curl 7.88 looks connections up linearly,

@@ -164,6 +164,10 @@ else
 	scenario gateway 2026 50 3000 100 32 0 0
 	GW_ENV="WORKERS=1" scenario gateway 2026 50 3000 100 32 0 1 --note "WORKERS=1"
 	scenario nginx-sse 2026 50 3000 100 32 0 1
+	# JWTs as long as Clerk's (about 750 characters, the simulator's are about
+	# 200): the Authorization header goes out with every REST call.
+	SIM_ARGS="--jwt-shape clerk" scenario gateway 2026 50 3000 100 32 0 1 --note "Clerk-size JWT"
+	SIM_ARGS="--jwt-shape clerk" scenario nginx-upstream 2026 50 3000 100 32 0 1 --note "Clerk-size JWT"
 	scenario gateway 2026 500 3000 100 32 0 1
 	scenario nginx-upstream 2026 500 3000 100 32 0 1
 	# 50, 500, 10,000 at 20 ms/piece (10,000 only overlap when paced)
