@@ -106,19 +106,20 @@ start_gw() {
 		pid=$!
 		PIDS+=("$pid")
 		pids+=("$pid")
-		wait_listen "$pid" "$GW_PORT" "the gateway" "$secs"
+		wait_listen "$pid" $((i + 1)) "$secs"
 	done
 	GW_PID=${pids[0]}
 	GW_PIDS=$(IFS=,; echo "${pids[*]}")
 	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway" "$secs"
 }
 
-wait_listen() { # pid port what seconds: until pid listens on the port
-	local i
-	for i in $(seq $(($4 * 10))); do
-		ss -Hltnp "sport = :$2" 2>/dev/null | grep -q "pid=$1," && return 0
+wait_listen() { # pid n seconds: until n gateways say they listen on GW_PORT
+	local i n
+	for i in $(seq $(($3 * 10))); do
+		n=$(grep -c "listening on http://127.0.0.1:$GW_PORT " "$OUT/gateway.log" 2>/dev/null || true)
+		[ "${n:-0}" -ge "$2" ] && return 0
 		alive "$1" || break
 		sleep 0.1
 	done
-	die "$3 (pid $1) did not listen on port $2"
+	die "the gateway (pid $1) did not listen on port $GW_PORT (see $OUT/gateway.log)"
 }
