@@ -1847,6 +1847,18 @@ static void report(void)
 
 static struct event *deadline_ev;
 
+/* The watched processes' figures at the end of the measured phase. */
+static void read_end(void)
+{
+	for (int i = 0; i < opt.nw; i++) {
+		struct watched *w = &opt.w[i];
+		w->ticks1 = group_get(w, PS_TICKS);
+		w->sched1 = group_get(w, PS_SCHED);
+		w->hwm_kb = group_get(w, PS_HWM);
+		w->rss_end_kb = group_get(w, PS_RSS);
+	}
+}
+
 static void finish_now(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -1876,13 +1888,7 @@ static void measured_done(void)
 	R.measuring = false;
 	if (sample_ev)
 		event_del(sample_ev);
-	for (int i = 0; i < opt.nw; i++) {
-		struct watched *w = &opt.w[i];
-		w->ticks1 = group_get(w, PS_TICKS);
-		w->sched1 = group_get(w, PS_SCHED);
-		w->hwm_kb = group_get(w, PS_HWM);
-		w->rss_end_kb = group_get(w, PS_RSS);
-	}
+	read_end();
 	sim_cpu(&R.sim_cpu1, finish_after_sim);
 }
 
@@ -1929,13 +1935,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	R.err += R.inflight;
 	R.t_end = now_us();
 	R.measuring = false;
-	for (int i = 0; i < opt.nw; i++) {
-		struct watched *w = &opt.w[i];
-		w->ticks1 = group_get(w, PS_TICKS);
-		w->sched1 = group_get(w, PS_SCHED);
-		w->hwm_kb = group_get(w, PS_HWM);
-		w->rss_end_kb = group_get(w, PS_RSS);
-	}
+	read_end();
 	R.sim_cpu1 = -1;
 	report();
 	exit(3);
