@@ -29,8 +29,8 @@ struct chat_http {
 	struct buf reasoning;
 	struct buf out;      /* SSE events not yet handed to h1 */
 	struct event *keepalive;
-	struct event *flush; /* hands out to h1 once the pieces at hand are in */
-	bool flush_queued;
+	struct event *flush; /* stream only: hands out to h1 once the pieces at hand are in */
+	bool flush_queued;   /* flush is active: spares event_active, which locks the base, per piece */
 	uint64_t last_write_us;
 };
 
@@ -246,9 +246,11 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	ch->prompt_tokens = oai_prompt_tokens(creq);
 	buf_init(&ch->text, (size_t)ctx->cfg->max_reply_bytes);
 	buf_init(&ch->reasoning, (size_t)ctx->cfg->max_reply_bytes);
-	buf_init(&ch->out, (size_t)ctx->cfg->max_reply_bytes * 7 + 4096);
+	/* out gathers the events of one loop turn, up to SSE_HIWAT, then one more. */
+	buf_init(&ch->out, (size_t)ctx->cfg->max_reply_bytes * 7 + 4096 + SSE_HIWAT);
 	ch->keepalive = evtimer_new(ctx->w->base, on_keepalive, ch);
-	ch->flush = event_new(ctx->w->base, -1, 0, on_flush, ch);
+	if (ch->stream)
+		ch->flush = event_new(ctx->w->base, -1, 0, on_flush, ch);
 	log_debug(ctx->rid, "chat %s, %zu message(s), model %.80s", creq->stream ? "stream" : "json", creq->n_msgs,
 		  creq->model ? creq->model : "(default)");
 	/* Before the call starts: it may end before call_start returns. */
@@ -257,7 +259,7 @@ void chat_http_handle(struct h1_req *req, struct req_ctx *ctx)
 	h1_set_close_cb(req, on_client_close, ch);
 	h1_set_drain_cb(req, on_drained, ch);
 	enum gw_err err = GW_ENOMEM;
-	if (ch->keepalive && ch->flush)
+	if (ch->keepalive && (ch->flush || !ch->stream))
 		err = call_start(ctx->w, creq, ctx->rid, &http_sink, ch, &ch->call);
 	else
 		chat_req_free(creq);

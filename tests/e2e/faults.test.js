@@ -394,6 +394,26 @@ test('slow pieces (300 ms each) arrive one by one and exactly', async () => {
   assert.ok(r.ms >= 1000 && r.ms < 4000, `${r.ms} ms`);
 });
 
+test('with the smallest MAX_REPLY_BYTES (1024), a streamed reply of many pieces per read arrives exactly', async () => {
+  // The SSE events of one loop turn are gathered before they go out; that
+  // store must hold a whole turn's worth even when replies are capped small.
+  const g = await startGateway(sim, { env: { MAX_REPLY_BYTES: '1024' } });
+  extra.push(g);
+  for (const prompt of ['[pieces=150]', '[pieces=200] [batch]']) {
+    const m = tag();
+    const stream = await g.client().chat.completions.create({ model: 'gpt-5.4', stream: true,
+      messages: [{ role: 'user', content: `${prompt} ${m}` }] });
+    let content = '';
+    for await (const c of stream) {
+      const d = c.choices[0] && c.choices[0].delta;
+      if (d && d.content) content += d.content;
+    }
+    const up = await upstreamFor(m);
+    assert.equal(content.length, up.replies[0].length, prompt);
+    assert.equal(content, up.replies[0], prompt);
+  }
+});
+
 test('no_final_state with IDLE_TIMEOUT=1: 504 / error event within a bound', async () => {
   await sim.faults([{ kind: 'no_final_state' }]);
   const r = await ask(gwB, `[pieces=3] ${tag()}`);
