@@ -394,17 +394,25 @@ static bool fast_update(const struct jscan_val *buffer, frame_item_cb *cb, void 
  * Any other spelling (spaces, key order, escapes) takes fast_parse. */
 #define UPDATE_HEAD "{\"type\":\"update\",\"buffer\":\""
 
-/* The commonest frame of all, one chat piece in the buffer, is matched on
- * its raw bytes, still escaped once:
- *   {\"id\":\"ID\",\"type\":\"chat\",\"chat\":{\"content\":\"TEXT\"}}\n"}
- * with ID printable ASCII. Only TEXT is decoded (the buffer's escapes, then
- * the content's); the rest is compared. Anything else (more lines, an id
- * with escapes, a TEXT that is not one JSON string once the buffer's
- * escapes are undone) fails a check and takes the whole buffer through
- * fast_lines, which gives the same item. */
+/* True if a buffer string whose closing quote is at body[quote] ends the
+ * frame body[0..bn) exactly: that quote, then the frame's closing brace. */
+static bool closes_frame(const char *body, size_t bn, size_t quote)
+{
+	return quote + 2 == bn && body[bn - 1] == '}';
+}
+
+/* The commonest frame of all, a buffer that starts with a chat piece, is
+ * matched on its raw bytes, still escaped once:
+ *   {\"id\":\"ID\",\"type\":\"chat\",\"chat\":{\"content\":\"TEXT\"}}\n…"}
+ * with ID printable ASCII. Only the buffer from TEXT on is decoded, once; the
+ * piece's structure is compared, and the lines after it (a batch) go to
+ * fast_lines from that same decoded copy. Anything else (an id with
+ * escapes, a TEXT that is not one JSON string once the buffer's escapes are
+ * undone, anything but a line end after it) fails a check and takes the
+ * whole buffer through fast_lines, which gives the same items. */
 #define RAW_CHAT_HEAD "{\\\"id\\\":\\\""
 #define RAW_CHAT_AFTER_ID "\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\""
-#define CHAT_TAIL "\"}}\n" /* the end of TEXT's line, once the buffer is decoded */
+#define CHAT_TAIL "\"}}\n" /* what ends TEXT's line, once the buffer is decoded */
 
 static bool plain_id(const char *s, size_t n)
 {
@@ -431,8 +439,8 @@ static bool raw_chat(const char *body, size_t bn, char *s, frame_item_cb *cb, vo
 	const char *t = bs + al;
 	size_t tn = (size_t)(body + bn - t), len, quote, q;
 	bool esc;
-	if (!jscan_str_take(t, tn, s, &len, &quote) || quote + 2 != tn || t[tn - 1] != '}' || len < tl ||
-	    memcmp(s + len - tl, CHAT_TAIL, tl) != 0 || !jscan_str_scan(s, len, &q, &esc) || q != len - tl)
+	if (!jscan_str_take(t, tn, s, &len, &quote) || !closes_frame(t, tn, quote) ||
+	    !jscan_str_scan(s, len, &q, &esc) || len - q < tl || memcmp(s + q, CHAT_TAIL, tl) != 0)
 		return false;
 	struct fast_item f;
 	memset(&f, 0, sizeof(f));
@@ -440,6 +448,8 @@ static bool raw_chat(const char *body, size_t bn, char *s, frame_item_cb *cb, vo
 	f.id = (struct jscan_val){ .kind = JSCAN_STRING, .p = id, .n = (size_t)(bs - id) };
 	f.text = (struct jscan_val){ .kind = JSCAN_STRING, .esc = esc, .p = s, .n = q };
 	*err = fast_deliver(&f, cb, arg) ? GW_OK : GW_ECANCELED;
+	if (!*err)
+		*err = fast_lines(s + q + tl, len - q - tl, cb, arg);
 	return true;
 }
 
@@ -457,7 +467,7 @@ static bool update_parse(const char *msg, size_t n, frame_item_cb *cb, void *arg
 		return false;
 	bool whole = raw_chat(body, bn, s, cb, arg, err);
 	if (!whole) {
-		whole = jscan_str_take(body, bn, s, &len, &quote) && quote + 2 == bn && body[bn - 1] == '}';
+		whole = jscan_str_take(body, bn, s, &len, &quote) && closes_frame(body, bn, quote);
 		if (whole)
 			*err = fast_lines(s, len, cb, arg);
 	}

@@ -5,8 +5,9 @@
  *
  * The bytes are tried as a whole message, as the text of an update's
  * buffer (escaped, and spliced raw into the buffer string), and as the
- * text and the id of a chat piece inside a buffer, so the fast path sees mostly valid
- * frames with hostile strings and numbers where it matters. */
+ * text and the id of a chat piece inside a buffer, and after a buffer's
+ * closing quote, so the fast path sees mostly valid frames with hostile
+ * strings and numbers where it matters. */
 #include <stdio.h>
 #include <string.h>
 
@@ -98,6 +99,19 @@ static void as_piece(const char *s, size_t n, bool id)
 	buf_release(&line);
 }
 
+/* The bytes after an update's buffer, in place of its closing brace: what
+ * follows the string must be checked on every path that reads it. */
+static void as_tail(const char *s, size_t n)
+{
+	struct buf f;
+	buf_init(&f, 1 << 22);
+	if (buf_adds(&f, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
+			 "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}}\\n\"") == GW_OK &&
+	    buf_add(&f, s, n) == GW_OK)
+		compare_all(&f);
+	buf_release(&f);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
@@ -119,5 +133,6 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	as_buffer(s, size, true);
 	as_piece(s, size, false);
 	as_piece(s, size, true);
+	as_tail(s, size);
 	return 0;
 }

@@ -458,12 +458,17 @@ static void check_both(bool fast, const char *msg, enum gw_err want, size_t want
 
 enum { SLOW, FAST };
 
+/* A chat piece as the upstream spells it, escaped as a buffer holds it,
+ * and an update frame around a buffer. */
+#define PIECE(id, text) "{\\\"id\\\":\\\"" id "\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\"" text "\\\"}}"
+#define UPDATE_OPEN "{\"type\":\"update\",\"buffer\":\""
+#define UPDATE(buffer) UPDATE_OPEN buffer "\"}"
+
 static void test_fast_matches_slow(void **state)
 {
 	(void)state;
 	/* Shapes the fast path reads itself... */
-	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"msg_1\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
-		   "{\\\"content\\\":\\\"Hel\\\"}}\\n\"}", GW_OK, 1);
+	check_both(FAST, UPDATE(PIECE("msg_1", "Hel") "\\n"), GW_OK, 1);
 	check_both(FAST, " {\"buffer\" : \"\\r\\n{ \\\"chat\\\" : {\\\"x\\\":[1,{}],\\\"content\\\":\\\"a\\\\n\\\\u00e9\\\"} ,"
 		   "\\\"type\\\":\\\"ch\\\\u0061t\\\", \\\"id\\\":null, \\\"id\\\":\\\"m\\\\\\\"q\\\"}\\n\\t\\n\" ,"
 		   "\"type\" : \"update\", \"extra\":[true,-1.5e-3,{\"a\":null}]} ", GW_OK, 1);
@@ -485,29 +490,27 @@ static void test_fast_matches_slow(void **state)
 		   "\\\"chat\\\":{\\\"content\\\":\\\"x\\\\\\\"}}\\\"}}\\n\"}", GW_OK, 1);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
 		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"},\\\"x\\\":1}\\n\"}", GW_OK, 1);
-	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
-		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}} \\r\\n\"}", GW_OK, 1);
+	check_both(FAST, UPDATE(PIECE("m", "a") " \\r\\n"), GW_OK, 1);
 	check_both(FAST, "{\"type\":\"update\",\"buffer\":\"{}\\n\"}\n", GW_OK, 1);
 	/* ...and shapes it hands to jansson: the whole frame, or a line of an
 	 * update that is not of the usual shape. */
 	check_both(SLOW, "{\"type\":\"upd\\u0061te\",\"type\":\"s\\u00e9\",\"buffer\":\"\"}", GW_OK, 1);
-	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
-		   "{\\\"content\\\":\\\"a\\\"}}\\n[1]\\n\"}", GW_EPROTO, 1);
-	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":"
-		   "{\\\"content\\\":\\\"a\\\"}}\\n{\\\"n\\\":1e999}\\n\"}", GW_EPROTO, 1);
+	check_both(SLOW, UPDATE(PIECE("m", "a") "\\n[1]\\n"), GW_EPROTO, 1);
+	check_both(SLOW, UPDATE(PIECE("m", "a") "\\n{\\\"n\\\":1e999}\\n"), GW_EPROTO, 1);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"} x", GW_EPROTO, 0);
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"\xff\"}", GW_EPROTO, 0);
 	/* What follows the exact spellings is checked too. */
 	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{}\"x", GW_EPROTO, 0);
-	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
-		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}}x\\n\"}", GW_EPROTO, 0);
-	check_both(SLOW, "{\"type\":\"update\",\"buffer\":\"{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\","
-		   "\\\"chat\\\":{\\\"content\\\":\\\"a\\u0001\\\"}}\\n\"}", GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m", "a") "x\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE(PIECE("m", "a\\u0001") "\\n"), GW_EPROTO, 0);
+	check_both(SLOW, UPDATE_OPEN "{}\"x}", GW_EPROTO, 0);
+	check_both(SLOW, UPDATE_OPEN PIECE("m", "a") "\\n\"x", GW_EPROTO, 0);
+	check_both(SLOW, UPDATE_OPEN PIECE("m", "a") "\\n\"x}", GW_EPROTO, 0);
 	check_both(SLOW, "[{\"type\":\"update\",\"buffer\":\"{}\"}]", GW_EPROTO, 0);
-	/* One piece is matched on the raw frame (raw_chat): near misses of it. */
-#define PIECE(id, text) "{\\\"id\\\":\\\"" id "\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\"" text "\\\"}}"
-#define UPDATE(buffer) "{\"type\":\"update\",\"buffer\":\"" buffer "\"}"
+	/* A buffer that starts with a piece is matched on the raw frame
+	 * (raw_chat), the lines after it read from the same copy: near misses. */
 	check_both(FAST, UPDATE(PIECE("m", "a") "\\n" PIECE("m", "b") "\\n"), GW_OK, 2);
+	check_both(FAST, UPDATE(PIECE("m", "a") "\\n{\\\"role\\\":\\\"user\\\"}\\n\\n" PIECE("n", "b")), GW_OK, 3);
 	check_both(FAST, UPDATE(PIECE("m", "a\\\\nb\\\\\\\"c\\\\\\\\") "\\n"), GW_OK, 1);
 	check_both(FAST, UPDATE(PIECE("m\xc3\xa9", "a") "\\n"), GW_OK, 1);
 	check_both(FAST, UPDATE(PIECE("", "") "\\n"), GW_OK, 1);
@@ -519,8 +522,6 @@ static void test_fast_matches_slow(void **state)
 	check_both(SLOW, UPDATE(PIECE("m", "a\\\\") "\\n"), GW_EPROTO, 0);
 	check_both(SLOW, UPDATE("{\\\"id\\\":\\\"m\\\",\\\"type\\\":\\\"chat\\\",\\\"chat\\\":{\\\"content\\\":\\\"a\\\"}]\\n"),
 		   GW_EPROTO, 0);
-#undef PIECE
-#undef UPDATE
 }
 
 /* Many lines in one update: every item goes out, in order, and a stop
