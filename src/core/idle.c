@@ -21,13 +21,26 @@ struct idle {
 bool idle_due(struct idle_state *s, unsigned long started, long open)
 {
 	bool quiet = s->looked && open == 0 && started == s->seen;
-	bool worked = !s->ever_trimmed || started != s->trimmed;
+	if (!s->looked || started != s->seen)
+		s->dirty = true;
 	s->seen = started;
 	s->looked = true;
-	if (!quiet || !worked)
+	if (!quiet || !s->dirty)
 		return false;
-	s->trimmed = started;
-	s->ever_trimmed = true;
+	s->dirty = false;
+	return true;
+}
+
+bool idle__look(struct idle *i)
+{
+	if (!idle_due(&i->st, atomic_load(&i->app->calls_started), atomic_load(&i->app->streams)))
+		return false;
+#ifdef __GLIBC__
+	/* Every arena, whole free pages only; a few ms on a large heap, and the
+	 * loop has nothing else to do. */
+	int released = malloc_trim(0);
+	log_debug(NULL, "idle: free memory %s to the system", released ? "given back" : "already given back");
+#endif
 	return true;
 }
 
@@ -35,15 +48,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
-	struct idle *i = arg;
-	if (!idle_due(&i->st, atomic_load(&i->app->calls_started), atomic_load(&i->app->streams)))
-		return;
-#ifdef __GLIBC__
-	/* Every arena, whole free pages only; a few ms on a large heap, and the
-	 * loop has nothing else to do. */
-	int released = malloc_trim(0);
-	log_debug(NULL, "idle: free memory %s to the system", released ? "given back" : "already given back");
-#endif
+	(void)idle__look(arg);
 }
 
 struct idle *idle_new(struct app *app, struct event_base *base)

@@ -18,10 +18,9 @@ struct idle;
 
 /* What the watch remembers between two looks; zero it to start. */
 struct idle_state {
-	unsigned long seen;    /* calls started, at the last look */
-	unsigned long trimmed; /* calls started, at the last trim */
+	unsigned long seen; /* calls started, at the last look */
 	bool looked;
-	bool ever_trimmed;
+	bool dirty;         /* work (or start-up) since the last trim */
 };
 
 /* The decision, apart for tests: true when the interval that ends now was
@@ -34,5 +33,9 @@ bool idle_due(struct idle_state *s, unsigned long started, long open);
 struct idle *idle_new(struct app *app, struct event_base *base);
 /* Accepts NULL. */
 void idle_free(struct idle *i);
+
+/* Tests: one look, as the timer takes it, at the app's counters; true if
+ * it trimmed. */
+bool idle__look(struct idle *i);
 
 #endif

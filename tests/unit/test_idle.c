@@ -63,7 +63,8 @@ static void test_counter_wraps(void **state)
 	assert_true(idle_due(&s, 0, 0));
 }
 
-static void test_new_free(void **state)
+/* The watch reads the app's counters: calls started, streams open. */
+static void test_looks_at_the_app(void **state)
 {
 	(void)state;
 	struct event_base *base = event_base_new();
@@ -74,6 +75,15 @@ static void test_new_free(void **state)
 	assert_non_null(i);
 	/* Nothing due at once: the loop returns without running the tick. */
 	assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	assert_false(idle__look(i));
+	assert_true(idle__look(i)); /* start-up */
+	atomic_store(&app.calls_started, 3);
+	atomic_store(&app.streams, 1);
+	assert_false(idle__look(i));
+	assert_false(idle__look(i)); /* one still open */
+	atomic_store(&app.streams, 0);
+	assert_true(idle__look(i));
+	assert_false(idle__look(i));
 	idle_free(i);
 	idle_free(NULL);
 	event_base_free(base);
@@ -86,7 +96,7 @@ int main(void)
 		cmocka_unit_test(test_busy_interval_waits),
 		cmocka_unit_test(test_open_stream_waits),
 		cmocka_unit_test(test_counter_wraps),
-		cmocka_unit_test(test_new_free),
+		cmocka_unit_test(test_looks_at_the_app),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
