@@ -713,9 +713,12 @@ static CURL *easy_get(struct httpc *h)
 /* Takes back a handle that is not on the multi. */
 static void easy_put(struct httpc *h, CURL *e)
 {
+	if (h->idle.n == h->idle.cap) {
+		curl_easy_cleanup(e); /* no room: not worth a reset */
+		return;
+	}
 	curl_easy_reset(e);
-	if (!stack_put(&h->idle, e))
-		curl_easy_cleanup(e);
+	(void)stack_put(&h->idle, e);
 }
 
 static void call_free(struct httpc_call *c)
