@@ -26,6 +26,7 @@ struct delayed;
 
 struct fx {
 	struct delayed *slow; /* /slow replies not sent yet */
+	int slow_ms;          /* how late /slow answers; 0 = 100 ms */
 	struct event_base *base;
 	struct evhttp *http;
 	struct evconnlistener *lis;
@@ -48,6 +49,7 @@ struct result {
 	int cookies;
 	char cookie[3][16];
 	int order;      /* 1 for the first call to end, 2 for the next... */
+	bool queued_out; /* timed out waiting for a connection, not in curl */
 };
 
 static bool in_start; /* set while httpc_call_start runs */
@@ -150,7 +152,8 @@ static void route(struct evhttp_request *req, void *arg)
 		route_big(req, out, path[1] == 'c');
 	} else if (strcmp(path, "/slow") == 0) {
 		struct delayed *d = calloc(1, sizeof(*d));
-		struct timeval tv = { 0, 100 * 1000 };
+		int ms = f->slow_ms ? f->slow_ms : 100;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 		d->f = f;
 		d->req = req;
 		d->next = f->slow;
@@ -244,6 +247,7 @@ static void on_done(const struct httpc_resp *r, void *arg)
 	assert_non_null(r->error);
 	res->called = true;
 	res->err = r->err;
+	res->queued_out = strstr(r->error, "no upstream connection came free") != NULL;
 	res->status = r->status;
 	res->body = malloc(r->body_len + 1);
 	memcpy(res->body, r->body, r->body_len + 1);
@@ -631,6 +635,7 @@ static void test_queue_timeout(void **state)
 	run(f, 1);
 	assert_int_equal(z.order, 1);
 	assert_int_equal(z.err, GW_ETIMEOUT);
+	assert_true(z.queued_out);
 	for (int i = 0; i < CAP; i++) {
 		assert_false(hang[i].called);
 		httpc_call_cancel(hc[i]);
@@ -648,13 +653,17 @@ static void test_queue_timeout_after_start(void **state)
 	static struct result slow[CAP];
 	struct result z = { 0 };
 	memset(slow, 0, sizeof(slow));
+	/* A slot frees after about 300 ms, and z's own reply takes 300 ms
+	 * more: past its 450 ms, though within 450 ms of getting the slot.
+	 * 150 ms either side, so a loaded loop does not move z's end into the
+	 * queue. */
+	f->slow_ms = 300;
 	for (int i = 0; i < CAP; i++)
 		start(f, &slow[i], "GET", "/slow", NULL, 0, 0, 0);
-	/* A slot frees after about 100 ms, and z's own reply takes 100 ms
-	 * more: past its 150 ms, though within 150 ms of getting the slot. */
-	start(f, &z, "GET", "/slow", NULL, 0, 0, 150);
+	start(f, &z, "GET", "/slow", NULL, 0, 0, 450);
 	run(f, CAP + 1);
 	assert_int_equal(z.err, GW_ETIMEOUT);
+	assert_false(z.queued_out); /* it got its slot, then ran out of time */
 	for (int i = 0; i < CAP; i++) {
 		assert_int_equal(slow[i].err, GW_OK);
 		result_free(&slow[i]);
