@@ -22,7 +22,10 @@ ROOT=$(pwd)
 PIECES=${1:-32} N=${2:-2000} CONC=${3:-10}
 GW_BIN=${GW_BIN:-$ROOT/build/enginelabs-2api}
 RUN=$(mktemp -d /tmp/el2a-cpu.XXXXXX)
-OUT=$RUN
+OUT=$ROOT/build/bench/cpu # logs outlive the run, for its error messages
+mkdir -p "$OUT"
+: >"$OUT/gateway.log"
+: >"$OUT/sim.log"
 KEY=k
 . bench/lib.sh
 trap cleanup EXIT

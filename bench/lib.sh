@@ -94,8 +94,11 @@ start_sim() { # flow; SIM_ARGS="--opt value ..." adds simulator options
 # own directory. GW_PID is the first; GW_PIDS lists all, comma-separated.
 start_gw() {
 	GW_PORT=$(free_port)
-	local i pid pids=() secs
+	local i pid pids=() secs from
 	secs=$([ -n "${GW_WRAP:-}" ] && echo 30 || echo 10)
+	# The log is appended to across scenarios, and free ports come back:
+	# only what these processes write counts.
+	from=$(($(stat -c %s "$OUT/gateway.log" 2>/dev/null || echo 0) + 1))
 	for ((i = 0; i < ${GW_PROCS:-1}; i++)); do
 		mkdir -p "$RUN/gw$i"
 		(cd "$RUN/gw$i" && exec env -i PATH="$PATH" HOST=127.0.0.1 PORT="$GW_PORT" API_MASTER_KEY="$KEY" \
@@ -106,17 +109,17 @@ start_gw() {
 		pid=$!
 		PIDS+=("$pid")
 		pids+=("$pid")
-		wait_listen "$pid" $((i + 1)) "$secs"
+		wait_listen "$pid" $((i + 1)) "$secs" "$from"
 	done
 	GW_PID=${pids[0]}
 	GW_PIDS=$(IFS=,; echo "${pids[*]}")
 	wait_http "http://127.0.0.1:$GW_PORT/healthz" "the gateway" "$secs"
 }
 
-wait_listen() { # pid n seconds: until n gateways say they listen on GW_PORT
+wait_listen() { # pid n seconds from: until n gateways said, in the log from byte `from` on, that they listen on GW_PORT
 	local i n
 	for i in $(seq $(($3 * 10))); do
-		n=$(grep -c "listening on http://127.0.0.1:$GW_PORT " "$OUT/gateway.log" 2>/dev/null || true)
+		n=$(tail -c +"$4" "$OUT/gateway.log" 2>/dev/null | grep -c "listening on http://127.0.0.1:$GW_PORT " || true)
 		[ "${n:-0}" -ge "$2" ] && return 0
 		alive "$1" || break
 		sleep 0.1
