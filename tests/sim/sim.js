@@ -211,8 +211,9 @@ function accountFromCookie(req) {
 // ---------------------------------------------------------------------------------------------
 // JWT (HS256 signature under an RS256 header: the simulator only validates its own tokens).
 // --jwt-shape clerk makes it as long as Clerk's session tokens (about 750 characters, where the
-// default is about 240): a kid, Clerk's other claims, and a 256-byte signature as RS256 with a
-// 2048-bit key has, here eight chained HMACs. Header bytes cost per byte in some clients.
+// default is about 200): a kid, Clerk's other claims, and a 256-byte signature as RS256 with a
+// 2048-bit key has, here eight HMACs (over "i.header.payload", i = 0..7) end to end. Header
+// bytes cost per byte in some clients.
 
 const b64u = (buf) => Buffer.from(buf).toString('base64url');
 

@@ -43,6 +43,10 @@ test('--jwt-shape clerk: a Clerk-size token (kid, more claims, 256-byte signatur
   assert.equal((await c.rest('GET', '/billing')).status, 200);
   const bad = `${jwt.slice(0, -2)}${jwt.endsWith('AA') ? 'BA' : 'AA'}`;
   assert.equal((await c.rest('GET', '/billing', undefined, { jwt: bad })).status, 401);
+  // The signature covers the claims: a token stretched to live longer is refused.
+  const other = Buffer.from(JSON.stringify({ ...p, exp: p.exp + 3600 })).toString('base64url');
+  const forged = `${h}.${other}.${sig}`;
+  assert.equal((await c.rest('GET', '/billing', undefined, { jwt: forged })).status, 401);
   // Switched back at run time: short tokens again, and the long one stays valid until it expires.
   await sim.config({ jwtShape: 'sim' });
   const short = await c.token();
