@@ -442,10 +442,8 @@ enum gw_err oai_parse_chat(const char *body, size_t len, struct chat_req **out,
  * once: on failure it cuts the buffer back, so nothing partial stays. */
 static enum gw_err finish(struct buf *b, size_t start, enum gw_err e)
 {
-	if (e && b->len > start) {
-		b->len = start;
-		b->p[start] = '\0';
-	}
+	if (e)
+		buf_truncate(b, start);
 	return e;
 }
 

@@ -34,9 +34,16 @@ enum gw_err buf_add_i64(struct buf *b, int64_t v)
 
 void buf_reset(struct buf *b)
 {
-	b->len = 0;
+	buf_truncate(b, 0);
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len > b->len)
+		return;
+	b->len = len;
 	if (b->p)
-		b->p[0] = '\0';
+		b->p[len] = '\0';
 }
 
 enum gw_err buf_reserve(struct buf *b, size_t more)
@@ -112,10 +119,8 @@ enum gw_err buf_cat(struct buf *b, ...)
 	for (const char *s; !err && (s = va_arg(ap, const char *));)
 		err = buf_adds(b, s);
 	va_end(ap);
-	if (err && b->p) {
-		b->len = start;
-		b->p[start] = '\0';
-	}
+	if (err)
+		buf_truncate(b, start);
 	return err;
 }
 

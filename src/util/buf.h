@@ -18,6 +18,7 @@ struct buf {
 void buf_init(struct buf *b, size_t max);
 void buf_release(struct buf *b); /* frees the bytes; b may be reused after buf_init */
 void buf_reset(struct buf *b);   /* len = 0, keeps the memory */
+void buf_truncate(struct buf *b, size_t len); /* cuts back to len (no-op if not shorter) */
 
 enum gw_err buf_reserve(struct buf *b, size_t more) GW_MUSTCHECK;
 enum gw_err buf_add(struct buf *b, const void *p, size_t n) GW_MUSTCHECK;

@@ -67,6 +67,22 @@ static void test_digests(void **state)
 }
 
 /* buf_cat gives what buf_printf("%s%s...") gives, and all or nothing. */
+static void test_buf_truncate(void **state)
+{
+	(void)state;
+	struct buf b;
+	buf_init(&b, 64);
+	buf_truncate(&b, 0); /* nothing allocated yet */
+	assert_int_equal(buf_adds(&b, "hello world"), GW_OK);
+	buf_truncate(&b, 20); /* longer: nothing changes */
+	assert_int_equal(b.len, 11);
+	assert_string_equal(b.p, "hello world");
+	buf_truncate(&b, 5);
+	assert_int_equal(b.len, 5);
+	assert_string_equal(b.p, "hello");
+	buf_release(&b);
+}
+
 static void test_buf_cat(void **state)
 {
 	(void)state;
@@ -97,6 +113,7 @@ int main(void)
 		cmocka_unit_test(test_hex_matches_printf),
 		cmocka_unit_test(test_random),
 		cmocka_unit_test(test_digests),
+		cmocka_unit_test(test_buf_truncate),
 		cmocka_unit_test(test_buf_cat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
