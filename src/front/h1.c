@@ -64,6 +64,7 @@ struct h1_req {
 	struct buf hdrs;        /* response headers added so far */
 	bool started;
 	bool ended;
+	bool broken;            /* a chunk was lost: the body must not look whole */
 	h1_req_cb close_cb, drain_cb, done_cb;
 	void *close_arg, *drain_arg, *done_arg;
 };
@@ -596,7 +597,7 @@ void h1_start(struct h1_req *r, int status)
 void h1_write(struct h1_req *r, const char *p, size_t n)
 {
 	GW_ASSERT(r->started && !r->ended);
-	if (!n || r->head.method == H1_HEAD)
+	if (!n || r->head.method == H1_HEAD || r->broken)
 		return;
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
 	if (!chunked(r)) {
@@ -607,12 +608,17 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	/* Size line, data and CRLF into one contiguous stretch of the output:
 	 * one copy per piece, one iovec per writev, and one round of the
 	 * buffer's callbacks (at commit). All or nothing: out of memory, the
-	 * chunk is dropped whole rather than its size line left without it. */
+	 * chunk is dropped whole rather than its size line left without it,
+	 * and the reply is cut (h1_end sends no last chunk and closes), so the
+	 * client sees a broken body, not one with a hole in it. */
 	char hex[24];
 	size_t hl = (size_t)chunk_size_line(hex, n), total = hl + n + 2;
 	struct evbuffer_iovec v;
-	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1)
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1) {
+		r->broken = true;
+		r->c->close_after = true;
 		return;
+	}
 	char *o = v.iov_base;
 	memcpy(o, hex, hl);
 	memcpy(o + hl, p, n);
@@ -625,7 +631,7 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 void h1_end(struct h1_req *r)
 {
 	GW_ASSERT(r->started && !r->ended);
-	if (chunked(r) && r->head.method != H1_HEAD)
+	if (chunked(r) && r->head.method != H1_HEAD && !r->broken)
 		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
 	finish(r);
 }
