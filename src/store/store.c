@@ -716,19 +716,22 @@ char *store_kv_get_sync(struct store *s, const char *name, size_t *len)
 	return val;
 }
 
-void store__sweep(struct store *s)
+static void sweep_sync(struct store *s, bool once)
 {
 	struct store_op *op = op_new(s, STORE_OP_SWEEP, NULL, false);
 	GW_ASSERT(op);
+	op->sweep_once = once;
 	GW_ASSERT(op_run_sync(s, op, NULL, NULL) == GW_OK);
+}
+
+void store__sweep(struct store *s)
+{
+	sweep_sync(s, false);
 }
 
 void store__sweep_step(struct store *s)
 {
-	struct store_op *op = op_new(s, STORE_OP_SWEEP, NULL, false);
-	GW_ASSERT(op);
-	op->sweep_once = true;
-	GW_ASSERT(op_run_sync(s, op, NULL, NULL) == GW_OK);
+	sweep_sync(s, true);
 }
 
 /* ---- open / close ---------------------------------------------------- */

@@ -706,6 +706,15 @@ static void test_sweep_cursor_item_removed(void **state)
 	assert_int_equal(get_kv(s, b, "x975", &r), GW_OK);
 	assert_false(r.found);
 	res_clear(&r);
+	/* The step stopped where this test needs it: with the clock back, an
+	 * item past it (x1, expired but not swept) is still there. Reading it
+	 * moves it ahead of the cursor, out of this sweep: the loop below does
+	 * not look at it. */
+	store__time_shift(s, 0);
+	assert_int_equal(get_kv(s, b, "x1", &r), GW_OK);
+	assert_true(r.found);
+	res_clear(&r);
+	store__time_shift(s, 200);
 	store__sweep(s);
 	store__time_shift(s, 0);
 	for (unsigned i = 0; i < 976; i += 97) {
