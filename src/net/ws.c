@@ -8,9 +8,7 @@
  * curl_easy_send, because that call re-attaches the connection to our easy
  * handle: only then does CURLINFO_TLS_SSL_PTR return the SSL object, and an
  * attached connection is "in use", so curl never prunes it as idle. From
- * then on all I/O is direct (recv/send on the fd, or SSL_read/SSL_write on
- * curl's SSL object), because curl 7.88's curl_easy_recv/send find the
- * connection with a linear scan of the multi's connection cache.
+ * then on all I/O is direct (cio.h).
  *
  * Framing uses wslay's frame layer only: its event layer would add a
  * context with a fixed 4 KB output buffer to every ws. wslay parses and
@@ -42,6 +40,7 @@
  * upgrade -> 0. http_status is 101 once upgraded, else the refusal's status
  * (or 0 if none arrived). */
 #include "net/ws.h"
+#include "net/cio.h"
 #include "net/httpc_internal.h"
 #include "net/ws_internal.h"
 #include "util/buf.h"
@@ -49,15 +48,10 @@
 #include "util/sha.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <event2/event.h>
-#include <limits.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/ssl.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <wslay/wslay.h>
 
 #define WS_CONNECT_TIMEOUT_MS 10000L
@@ -68,10 +62,6 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum ws_state { WS_CONNECTING, WS_HS_SEND, WS_HS_RECV, WS_OPEN, WS_DONE };
-enum ws_io { WS_IO_FD, WS_IO_SSL, WS_IO_CURL };
-
-#define IO_ERR (-1)
-#define IO_AGAIN (-2)
 
 enum ws_rd { RD_BLOCKED, RD_GOT, RD_EOF };
 
@@ -103,9 +93,7 @@ struct ws {
 	struct ws_cbs cbs;
 	void *arg;
 	enum ws_state state;
-	enum ws_io io;
-	curl_socket_t fd;
-	SSL *ssl;
+	struct cio io;          /* the connection's bytes, once connected */
 	struct event *ev;       /* persistent, on fd, once connected */
 	short ev_flags;         /* EV_READ/EV_WRITE currently added */
 	struct event *timer;    /* connect+upgrade deadline, then close deadline */
@@ -141,11 +129,8 @@ struct ws {
 	bool paused;
 	bool user_closed;
 	int user_code;
-	bool rd_wants_wr;       /* SSL_read needs the fd writable */
-	bool wr_wants_rd;       /* SSL_write needs the fd readable */
 	bool kick;              /* run an I/O pass at once, from the loop */
 	size_t pass_bytes;
-	bool drained;           /* in this on_io: a plain recv came back short, the socket is empty */
 	int depth;
 	bool freed;
 	enum gw_err abort_err;  /* ws_close before the upgrade finished */
@@ -275,98 +260,17 @@ const char *ws__io_name(const struct ws *w)
 {
 	if (!w || w->state < WS_HS_SEND)
 		return "none";
-	return w->io == WS_IO_SSL ? "ssl" : w->io == WS_IO_CURL ? "curl" : "fd";
+	return cio_name(&w->io);
 }
 
 bool ws__tls_resumed(const struct ws *w)
 {
-	return w->ssl && SSL_session_reused(w->ssl);
+	return cio_tls_resumed(&w->io);
 }
 
 bool ws__holds_parser(const struct ws *w)
 {
 	return w->fx != NULL;
-}
-
-/* ---- raw I/O: fd, SSL object, or curl as a last resort ---- */
-
-static ssize_t io_recv(struct ws *w, void *p, size_t n)
-{
-	if (w->io == WS_IO_SSL) {
-		ERR_clear_error();
-		int r = SSL_read(w->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-		w->rd_wants_wr = false;
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(w->ssl, r)) {
-		case SSL_ERROR_WANT_READ:
-			return IO_AGAIN;
-		case SSL_ERROR_WANT_WRITE:
-			w->rd_wants_wr = true;
-			return IO_AGAIN;
-		case SSL_ERROR_ZERO_RETURN:
-			return 0;
-		default:
-			return IO_ERR;
-		}
-	}
-	if (w->io == WS_IO_CURL) {
-		size_t got = 0;
-		CURLcode rc = curl_easy_recv(w->easy, p, n, &got);
-		if (rc == CURLE_AGAIN)
-			return IO_AGAIN;
-		return rc ? IO_ERR : (ssize_t)got;
-	}
-	/* A short read on a plain socket emptied it: say so without the recv
-	 * that would only return EAGAIN (the fd is level-triggered, so bytes
-	 * arriving meanwhile wake us again; on_io clears the mark). Not for
-	 * TLS, where the library may hold decrypted bytes the socket does not
-	 * show. */
-	if (w->drained)
-		return IO_AGAIN;
-	ssize_t r;
-	do
-		r = recv(w->fd, p, n, 0);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_AGAIN : IO_ERR;
-	if (r > 0 && (size_t)r < n)
-		w->drained = true;
-	return r;
-}
-
-static ssize_t io_send(struct ws *w, const void *p, size_t n)
-{
-	if (w->io == WS_IO_SSL) {
-		ERR_clear_error();
-		int r = SSL_write(w->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-		w->wr_wants_rd = false;
-		if (r > 0)
-			return r;
-		switch (SSL_get_error(w->ssl, r)) {
-		case SSL_ERROR_WANT_WRITE:
-			return IO_AGAIN;
-		case SSL_ERROR_WANT_READ:
-			w->wr_wants_rd = true;
-			return IO_AGAIN;
-		default:
-			return IO_ERR;
-		}
-	}
-	if (w->io == WS_IO_CURL) {
-		size_t sent = 0;
-		CURLcode rc = curl_easy_send(w->easy, p, n, &sent);
-		if (rc == CURLE_AGAIN)
-			return IO_AGAIN;
-		return rc ? IO_ERR : (ssize_t)sent;
-	}
-	ssize_t r;
-	do
-		r = send(w->fd, p, n, MSG_NOSIGNAL);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return (errno == EAGAIN || errno == EWOULDBLOCK) ? IO_AGAIN : IO_ERR;
-	return r;
 }
 
 /* ---- the frame parser: held only while a frame is half-read or
@@ -567,9 +471,9 @@ static short wanted_events(struct ws *w)
 	default:
 		return 0;
 	}
-	if (w->rd_wants_wr && !(w->state == WS_OPEN && w->paused))
+	if (w->io.rd_wants_wr && !(w->state == WS_OPEN && w->paused))
 		want |= EV_WRITE;
-	if (w->wr_wants_rd)
+	if (w->io.wr_wants_rd)
 		want |= EV_READ;
 	return want;
 }
@@ -584,7 +488,7 @@ static void settle(struct ws *w)
 	short want = wanted_events(w);
 	if (want != w->ev_flags) {
 		event_del(w->ev);
-		event_assign(w->ev, httpc__base(w->h), w->fd, want | EV_PERSIST, on_io, w);
+		event_assign(w->ev, httpc__base(w->h), w->io.fd, want | EV_PERSIST, on_io, w);
 		if (want && event_add(w->ev, NULL) != 0) {
 			finish(w, GW_EIO, 1006, w->state == WS_OPEN ? 101 : 0);
 			return;
@@ -637,14 +541,14 @@ static ssize_t on_frame_recv(uint8_t *buf, size_t len, int flags, void *user)
 		w->kick = true; /* more next turn; also covers TLS-buffered bytes */
 		goto block;
 	}
-	ssize_t r = io_recv(w, buf, len);
+	ssize_t r = cio_recv(&w->io, buf, len);
 	if (r > 0) {
 		w->pass_bytes += (size_t)r;
 		w->rd = RD_GOT;
 		w->unparsed += (uint64_t)r;
 		return r;
 	}
-	if (r == IO_AGAIN)
+	if (r == CIO_AGAIN)
 		goto block;
 	w->rd = RD_EOF; /* or an error: wslay only sees "no bytes" */
 	return -1;
@@ -657,11 +561,11 @@ static ssize_t on_frame_send(const uint8_t *data, size_t len, int flags, void *u
 {
 	struct ws *w = ((struct ws_fctx *)user)->w;
 	GW_UNUSED(flags);
-	ssize_t r = io_send(w, data, len);
+	ssize_t r = cio_send(&w->io, data, len);
 	if (r > 0)
 		return r;
 	/* wslay only sees "nothing sent"; the reason stays with us. */
-	w->send_failed = r == IO_ERR;
+	w->send_failed = r == CIO_ERR;
 	return -1;
 }
 
@@ -1040,8 +944,8 @@ static void upgraded(struct ws *w, size_t hdr_len)
 static void hs_send(struct ws *w)
 {
 	while (w->out_off < w->out.len) {
-		ssize_t r = io_send(w, w->out.p + w->out_off, w->out.len - w->out_off);
-		if (r == IO_AGAIN)
+		ssize_t r = cio_send(&w->io, w->out.p + w->out_off, w->out.len - w->out_off);
+		if (r == CIO_AGAIN)
 			return;
 		if (r < 0) {
 			finish(w, GW_EIO, 0, 0);
@@ -1062,8 +966,8 @@ static void hs_recv(struct ws *w)
 			finish(w, err, 0, 0);
 			return;
 		}
-		ssize_t r = io_recv(w, w->in.p + w->in.len, room);
-		if (r == IO_AGAIN)
+		ssize_t r = cio_recv(&w->io, w->in.p + w->in.len, room);
+		if (r == CIO_AGAIN)
 			return;
 		if (r <= 0) {
 			finish(w, GW_EIO, 0, 0);
@@ -1075,7 +979,7 @@ static void hs_recv(struct ws *w)
 		size_t hl;
 		err = ws__parse_handshake(w->in.p, w->in.len, w->accept, &status, &hl);
 		if (err == GW_EAGAIN)
-			continue; /* io_recv knows when the socket is empty */
+			continue; /* cio_recv knows when the socket is empty */
 		if (err) {
 			finish(w, err, 0, status);
 			return;
@@ -1091,7 +995,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
 	enter(w);
-	w->drained = false; /* a wake-up from the loop: the socket may have bytes */
+	w->io.drained = false; /* a wake-up from the loop: the socket may have bytes */
 	if (w->state == WS_HS_SEND)
 		hs_send(w);
 	if (w->state == WS_HS_RECV)
@@ -1117,33 +1021,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	leave(w);
 }
 
-static enum ws_io pick_io(struct ws *w)
+/* The connection's socket, once its bytes can be reached: a ws gets its
+ * fd event from here on. */
+static enum gw_err attach_fd(struct ws *w)
 {
-	struct curl_tlssessioninfo *ti = NULL;
-	if (curl_easy_getinfo(w->easy, CURLINFO_TLS_SSL_PTR, &ti) == CURLE_OK && ti &&
-	    ti->backend == CURLSSLBACKEND_OPENSSL && ti->internals) {
-		w->ssl = ti->internals;
-		/* A blocked frame is offered again from wslay's stack buffer
-		 * (the same bytes, masked again from the same offset); let
-		 * OpenSSL accept that and partial writes like send(2) does. */
-		SSL_set_mode(w->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
-					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-		return WS_IO_SSL;
-	}
-	char *url = NULL;
-	curl_easy_getinfo(w->easy, CURLINFO_EFFECTIVE_URL, &url);
-	/* TLS we cannot reach (another backend): curl must do the I/O. */
-	if (url && strncasecmp(url, "https:", 6) == 0)
-		return WS_IO_CURL;
-	return WS_IO_FD;
-}
-
-/* The connection's socket, and how its bytes are read and written. */
-static enum gw_err attach_fd(struct ws *w, curl_socket_t fd, enum ws_io io)
-{
-	w->fd = fd;
-	w->io = io;
-	w->ev = event_new(httpc__base(w->h), fd, 0, on_io, w);
+	w->ev = event_new(httpc__base(w->h), w->io.fd, 0, on_io, w);
 	return w->ev ? GW_OK : GW_ENOMEM;
 }
 
@@ -1164,7 +1046,8 @@ static void connect_done(struct httpc_owner *o, CURLcode res)
 		} else {
 			w->out_off = sent;
 			w->state = w->out_off < w->out.len ? WS_HS_SEND : WS_HS_RECV;
-			if (attach_fd(w, fd, pick_io(w)))
+			cio_attach(&w->io, w->easy, fd);
+			if (attach_fd(w))
 				finish(w, GW_ENOMEM, 0, 0);
 		}
 	}
@@ -1291,7 +1174,7 @@ static struct ws *ws_alloc(struct httpc *h, const struct ws_opts *o, const struc
 	w->h = h;
 	w->cbs = *cbs;
 	w->arg = arg;
-	w->fd = CURL_SOCKET_BAD;
+	w->io.fd = CURL_SOCKET_BAD;
 	w->state = WS_CONNECTING;
 	w->timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : WS_CONNECT_TIMEOUT_MS;
 	w->max_msg = o->max_msg_bytes ? o->max_msg_bytes : WS_MAX_MSG_BYTES;
@@ -1435,7 +1318,8 @@ enum gw_err ws__adopt_fd(struct httpc *h, int fd, size_t max_msg_bytes, const st
 	if (!w)
 		return GW_ENOMEM;
 	w->timer = evtimer_new(httpc__base(h), on_timer, w);
-	if (!w->timer || attach_fd(w, fd, WS_IO_FD)) {
+	cio_attach_fd(&w->io, fd);
+	if (!w->timer || attach_fd(w)) {
 		destroy(w);
 		return GW_ENOMEM;
 	}
