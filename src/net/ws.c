@@ -41,13 +41,13 @@
  * (or 0 if none arrived). */
 #include "net/ws.h"
 #include "net/cio.h"
+#include "net/h1c_parse.h"
 #include "net/httpc_internal.h"
 #include "net/ws_internal.h"
 #include "util/buf.h"
 #include "util/log.h"
 #include "util/sha.h"
 
-#include <ctype.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
 #include <string.h>
@@ -160,41 +160,6 @@ static bool ieq(const char *a, size_t an, const char *b)
 	return an == strlen(b) && strncasecmp(a, b, an) == 0;
 }
 
-/* Does the comma-separated list v[0..n) contain token tok? */
-static bool has_token(const char *v, size_t n, const char *tok)
-{
-	size_t i = 0;
-	while (i < n) {
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		size_t s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		size_t e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e > s && ieq(v + s, e - s, tok))
-			return true;
-	}
-	return false;
-}
-
-static enum gw_err parse_status_line(const char *p, size_t n, int *status)
-{
-	/* "HTTP/1.x NNN[ reason]" */
-	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)p[7]) ||
-	    p[8] != ' ' || (n > 12 && p[12] != ' '))
-		return GW_EPROTO;
-	int st = 0;
-	for (int i = 9; i < 12; i++) {
-		if (!isdigit((unsigned char)p[i]))
-			return GW_EPROTO;
-		st = st * 10 + (p[i] - '0');
-	}
-	*status = st;
-	return GW_OK;
-}
-
 struct hs_seen {
 	bool upgrade, connection, accept, extensions;
 };
@@ -214,7 +179,7 @@ static enum gw_err parse_header_line(const char *q, const char *le, const char *
 	if (ieq(q, nl, "upgrade"))
 		s->upgrade = ieq(v, vl, "websocket");
 	else if (ieq(q, nl, "connection"))
-		s->connection = has_token(v, vl, "upgrade");
+		s->connection = h1c_has_token(v, vl, "upgrade");
 	else if (ieq(q, nl, "sec-websocket-accept"))
 		s->accept = vl == strlen(accept) && vl > 0 && memcmp(v, accept, vl) == 0;
 	else if (ieq(q, nl, "sec-websocket-extensions"))
@@ -234,7 +199,7 @@ enum gw_err ws__parse_handshake(const char *p, size_t n, const char *accept, int
 	if (hl > WS_HS_MAX_BYTES)
 		return GW_EPROTO;
 	const char *eol = memmem(p, hl, "\r\n", 2);
-	if (parse_status_line(p, (size_t)(eol - p), status))
+	if (h1c_status_line(p, (size_t)(eol - p), status))
 		return GW_EPROTO;
 	if (*status == 401 || *status == 403)
 		return GW_EAUTH;

@@ -1,0 +1,318 @@
+/* h1c_parse.c - response heads and chunked bodies (RFC 9112), strictly:
+ * a body whose framing is unclear is refused rather than guessed, because
+ * a guess on a kept connection would read one response as part of the
+ * next. */
+#include "net/h1c_parse.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#define LINE_MAX_EXT 4096 /* a chunk extension line, which we ignore */
+
+static bool ieq(const char *a, size_t an, const char *b)
+{
+	return an == strlen(b) && strncasecmp(a, b, an) == 0;
+}
+
+bool h1c_has_token(const char *v, size_t n, const char *tok)
+{
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		size_t s = i;
+		while (i < n && v[i] != ',')
+			i++;
+		size_t e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e > s && ieq(v + s, e - s, tok))
+			return true;
+	}
+	return false;
+}
+
+enum gw_err h1c_status_line(const char *p, size_t n, int *status)
+{
+	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)p[7]) ||
+	    p[8] != ' ' || (n > 12 && p[12] != ' '))
+		return GW_EPROTO;
+	int st = 0;
+	for (int i = 9; i < 12; i++) {
+		if (!isdigit((unsigned char)p[i]))
+			return GW_EPROTO;
+		st = st * 10 + (p[i] - '0');
+	}
+	if (st < 100)
+		return GW_EPROTO;
+	*status = st;
+	return GW_OK;
+}
+
+/* A line may hold no control byte but HTAB: a bare CR or LF inside one
+ * would hide a header from us that another reader of the block sees. */
+static bool clean_line(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* Content-Length: digits, or a list of the same digits ("5, 5"). */
+static enum gw_err parse_length(const char *v, size_t n, uint64_t *out)
+{
+	bool have = false;
+	uint64_t first = 0;
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		if (i == n)
+			break;
+		uint64_t x = 0;
+		size_t d = 0;
+		for (; i < n && isdigit((unsigned char)v[i]); i++, d++) {
+			if (d == 18)
+				return GW_EPROTO; /* far past any body we accept */
+			x = x * 10 + (uint64_t)(v[i] - '0');
+		}
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (d == 0 || (i < n && v[i] != ',') || (have && x != first))
+			return GW_EPROTO;
+		first = x;
+		have = true;
+	}
+	if (!have)
+		return GW_EPROTO;
+	*out = first;
+	return GW_OK;
+}
+
+struct seen {
+	bool length, chunked, coding, close, keep_alive;
+	uint64_t content_length;
+};
+
+static bool is_tchar(unsigned char c)
+{
+	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static enum gw_err header_line(const char *q, const char *le, struct seen *s)
+{
+	const char *colon = memchr(q, ':', (size_t)(le - q));
+	if (!colon || colon == q)
+		return GW_EPROTO;
+	for (const char *k = q; k < colon; k++)
+		if (!is_tchar((unsigned char)*k))
+			return GW_EPROTO; /* also refuses folded lines, which start with a space */
+	const char *v = colon + 1, *ve = le;
+	while (v < ve && (*v == ' ' || *v == '\t'))
+		v++;
+	while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+		ve--;
+	size_t nl = (size_t)(colon - q), vl = (size_t)(ve - v);
+	if (ieq(q, nl, "content-length")) {
+		uint64_t x;
+		if (parse_length(v, vl, &x) || (s->length && x != s->content_length))
+			return GW_EPROTO;
+		s->length = true;
+		s->content_length = x;
+	} else if (ieq(q, nl, "transfer-encoding")) {
+		/* chunked must come last, and nothing before it is asked for. */
+		if (s->chunked || !ieq(v, vl, "chunked"))
+			s->coding = true;
+		s->chunked = true;
+	} else if (ieq(q, nl, "connection")) {
+		s->close = s->close || h1c_has_token(v, vl, "close");
+		s->keep_alive = s->keep_alive || h1c_has_token(v, vl, "keep-alive");
+	}
+	return GW_OK;
+}
+
+static enum gw_err framing(struct h1c_head *h, const struct seen *s, bool head_req, bool http10)
+{
+	h->keep_alive = http10 ? s->keep_alive && !s->close : !s->close;
+	/* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
+	if (s->coding || (http10 && s->chunked))
+		return GW_EPROTO;
+	if (head_req || h->status < 200 || h->status == 204 || h->status == 304) {
+		h->body = H1C_BODY_NONE;
+	} else if (s->chunked) {
+		if (s->length)
+			return GW_EPROTO; /* RFC 9112 6.3: a message to distrust */
+		h->body = H1C_BODY_CHUNKED;
+	} else if (s->length) {
+		h->body = s->content_length ? H1C_BODY_LENGTH : H1C_BODY_NONE;
+		h->content_length = s->content_length;
+	} else {
+		h->body = H1C_BODY_CLOSE;
+		h->keep_alive = false;
+	}
+	return GW_OK;
+}
+
+enum gw_err h1c_parse_head(const char *p, size_t n, bool head_req, struct h1c_head *h)
+{
+	memset(h, 0, sizeof(*h));
+	size_t lim = n < H1C_HEAD_MAX ? n : H1C_HEAD_MAX;
+	const char *end = memmem(p, lim, "\r\n\r\n", 4);
+	if (!end)
+		return n >= H1C_HEAD_MAX ? GW_EPROTO : GW_EAGAIN;
+	size_t hl = (size_t)(end - p) + 4;
+	const char *eol = memmem(p, hl, "\r\n", 2);
+	if (!clean_line(p, (size_t)(eol - p)) || h1c_status_line(p, (size_t)(eol - p), &h->status))
+		return GW_EPROTO;
+	if (h->status == 101)
+		return GW_EPROTO; /* no call here asks for an upgrade */
+	struct seen s = { 0 };
+	const char *q = eol + 2, *hend = p + hl - 2;
+	h->hdrs_off = (size_t)(q - p);
+	while (q < hend) {
+		const char *le = memmem(q, (size_t)(hend + 2 - q), "\r\n", 2);
+		if (!clean_line(q, (size_t)(le - q)) || header_line(q, le, &s))
+			return GW_EPROTO;
+		q = le + 2;
+	}
+	h->hdrs_len = (size_t)(hend - p) - h->hdrs_off;
+	h->len = hl;
+	return framing(h, &s, head_req, p[7] == '0');
+}
+
+/* ---- chunked bodies ---- */
+
+enum {
+	CK_SIZE,     /* hex digits of the chunk size */
+	CK_SIZE_END, /* spaces, then ';' or CR */
+	CK_EXT,      /* an extension: skipped to CR */
+	CK_SIZE_LF,
+	CK_DATA,
+	CK_DATA_CR,
+	CK_DATA_LF,
+	CK_TRAILER,  /* start of a trailer line, or the final CRLF */
+	CK_TRAILER_LINE,
+	CK_TRAILER_LF,
+	CK_FINAL_LF,
+	CK_DONE,
+};
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One byte of framing (not data). GW_EAGAIN: keep going. */
+static enum gw_err frame_byte(struct h1c_chunks *c, char ch)
+{
+	switch (c->st) {
+	case CK_SIZE: {
+		int v = hexval(ch);
+		if (v >= 0) {
+			if (c->digits == 15)
+				return GW_EPROTO; /* no body here comes near 2^60 bytes */
+			c->left = c->left * 16 + (uint64_t)v;
+			c->digits++;
+			return GW_EAGAIN;
+		}
+		if (c->digits == 0)
+			return GW_EPROTO;
+		c->st = CK_SIZE_END;
+	}
+		/* fall through */
+	case CK_SIZE_END:
+		if (ch == ' ' || ch == '\t')
+			return GW_EAGAIN;
+		if (ch == ';') {
+			c->st = CK_EXT;
+			c->line = 0;
+			return GW_EAGAIN;
+		}
+		if (ch != '\r')
+			return GW_EPROTO;
+		c->st = CK_SIZE_LF;
+		return GW_EAGAIN;
+	case CK_EXT:
+		if (ch == '\r')
+			c->st = CK_SIZE_LF;
+		else if (ch == '\n' || ++c->line > LINE_MAX_EXT)
+			return GW_EPROTO;
+		return GW_EAGAIN;
+	case CK_SIZE_LF:
+		if (ch != '\n')
+			return GW_EPROTO;
+		c->st = c->left ? CK_DATA : CK_TRAILER;
+		return GW_EAGAIN;
+	case CK_DATA_CR:
+		if (ch != '\r')
+			return GW_EPROTO;
+		c->st = CK_DATA_LF;
+		return GW_EAGAIN;
+	case CK_DATA_LF:
+		if (ch != '\n')
+			return GW_EPROTO;
+		c->st = CK_SIZE;
+		c->digits = 0;
+		return GW_EAGAIN;
+	case CK_TRAILER:
+		if (ch == '\r') {
+			c->st = CK_FINAL_LF;
+			return GW_EAGAIN;
+		}
+		c->st = CK_TRAILER_LINE;
+		/* fall through */
+	case CK_TRAILER_LINE:
+		/* Trailers are read and dropped; they are bounded like a head. */
+		if (++c->trailers > H1C_HEAD_MAX || ch == '\n')
+			return GW_EPROTO;
+		if (ch == '\r')
+			c->st = CK_TRAILER_LF;
+		return GW_EAGAIN;
+	case CK_TRAILER_LF:
+		if (ch != '\n')
+			return GW_EPROTO;
+		c->st = CK_TRAILER;
+		return GW_EAGAIN;
+	case CK_FINAL_LF:
+		if (ch != '\n')
+			return GW_EPROTO;
+		c->st = CK_DONE;
+		return GW_OK;
+	default:
+		return GW_EPROTO;
+	}
+}
+
+enum gw_err h1c_dechunk(struct h1c_chunks *c, const char *p, size_t n, struct buf *out,
+			size_t *used)
+{
+	size_t i = 0;
+	enum gw_err err = c->st == CK_DONE ? GW_OK : GW_EAGAIN;
+	while (i < n && err == GW_EAGAIN) {
+		if (c->st == CK_DATA) {
+			size_t take = n - i;
+			if ((uint64_t)take > c->left)
+				take = (size_t)c->left;
+			enum gw_err e = buf_add(out, p + i, take);
+			if (e) {
+				err = e;
+				break;
+			}
+			i += take;
+			c->left -= take;
+			if (c->left == 0)
+				c->st = CK_DATA_CR;
+			continue;
+		}
+		err = frame_byte(c, p[i++]);
+	}
+	*used = i;
+	return err;
+}

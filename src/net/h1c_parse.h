@@ -1,0 +1,65 @@
+/* h1c_parse.h - the reading side of the HTTP/1.1 client (h1c.c): response
+ * heads and chunked bodies, as pure functions over bytes from upstream. */
+#ifndef GW_H1C_PARSE_H
+#define GW_H1C_PARSE_H
+
+#include "gw.h"
+#include "util/buf.h"
+
+#include <stdint.h>
+
+/* A response head (status line, header lines, blank line) may not exceed
+ * this, nor may a chunked body's trailers. */
+#define H1C_HEAD_MAX 65536
+
+enum h1c_body {
+	H1C_BODY_NONE,    /* HEAD, 1xx, 204, 304 */
+	H1C_BODY_LENGTH,  /* Content-Length bytes */
+	H1C_BODY_CHUNKED, /* Transfer-Encoding: chunked */
+	H1C_BODY_CLOSE,   /* everything until the server closes */
+};
+
+struct h1c_head {
+	int status;
+	size_t len;           /* bytes of the head, its blank line included */
+	size_t hdrs_off;      /* the header lines: "Name: value\r\n" each */
+	size_t hdrs_len;
+	enum h1c_body body;
+	uint64_t content_length;
+	bool keep_alive;      /* the connection can carry the next request */
+};
+
+/* Parses the response head at the start of p[0..n); head_req: the request
+ * was HEAD, so no body follows whatever the headers say.
+ *   GW_EAGAIN  not complete yet (and n < H1C_HEAD_MAX)
+ *   GW_OK      *h filled; a 1xx other than 101 is an interim head the
+ *              caller skips (h->len bytes) before the real one
+ *   GW_EPROTO  malformed, too long, or framing we cannot trust
+ *              (conflicting Content-Length, a coding other than chunked) */
+enum gw_err h1c_parse_head(const char *p, size_t n, bool head_req, struct h1c_head *h) GW_MUSTCHECK;
+
+/* "HTTP/1.x NNN[ reason]" in p[0..n), the line without its CRLF. */
+enum gw_err h1c_status_line(const char *p, size_t n, int *status) GW_MUSTCHECK;
+
+/* Whether the comma-separated list v[0..n) holds token tok (any case). */
+bool h1c_has_token(const char *v, size_t n, const char *tok);
+
+/* Where a chunked body's decoder stands between calls; zero it to start. */
+struct h1c_chunks {
+	uint8_t st;
+	uint8_t digits;
+	uint32_t line;   /* bytes of the current chunk extension */
+	uint32_t trailers; /* bytes of trailers so far */
+	uint64_t left;   /* data bytes of the current chunk still to come */
+};
+
+/* Decodes chunked body bytes p[0..n) onto out (whose ceiling bounds the
+ * body); *used is how many bytes of p were consumed.
+ *   GW_OK      the body ended (last chunk, trailers, blank line); bytes
+ *              after *used belong to the next response
+ *   GW_EAGAIN  all of p consumed, more is needed
+ *   GW_EPROTO  malformed; GW_ELIMIT  over out's ceiling; GW_ENOMEM */
+enum gw_err h1c_dechunk(struct h1c_chunks *c, const char *p, size_t n, struct buf *out,
+			size_t *used) GW_MUSTCHECK;
+
+#endif
