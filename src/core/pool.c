@@ -982,6 +982,14 @@ static void on_adapters(const struct httpc_resp *resp, void *arg)
 	struct mfetch *f = arg;
 	struct chat_error e;
 	char excerpt[160] = "";
+	if (resp->err == GW_ENOMEM) {
+		/* Our own shortage, not the upstream's fault: as ctonew's. */
+		chat_error_set(&e, 503, "unavailable", "local_resources",
+			       "Could not fetch the model list: %s", resp->error);
+		e.retry_after = 1;
+		models_finish(f, NULL, &e);
+		return;
+	}
 	if (resp->err != GW_OK) {
 		chat_error_set(&e, resp->err == GW_ETIMEOUT ? 504 : 502, "upstream_error", "upstream_unreachable",
 			       "Could not fetch the model list: %s", resp->error);
