@@ -1,7 +1,9 @@
 /* httpc.c - curl multi driven by libevent (curl's hiperfifo pattern).
  *
  * REST calls share one multi handle; WebSockets connect on small multis of
- * their own (see HTTPC_WS_PER_MULTI). Each multi has one evtimer for
+ * their own (see HTTPC_WS_PER_MULTI), and so do the connections of direct
+ * calls (h1c.c), which curl opens but never reads. Direct and curl calls
+ * share the HTTPC_REST_CONNS slots and the queue. Each multi has one evtimer for
  * curl's timeout, and there is one event per socket curl asks us to
  * watch. Two hiperfifo habits are deliberately absent: the timer is never
  * deleted because still_running hit 0 (a handle added from a done callback
@@ -9,6 +11,7 @@
  * socket_action is never called from inside TIMERFUNCTION (curl forbids
  * reentrancy; a 0 timeout runs it from the loop instead). */
 #include "net/httpc.h"
+#include "net/h1c.h"
 #include "net/httpc_internal.h"
 #include "util/buf.h"
 
@@ -85,12 +88,15 @@ struct httpc {
 	struct httpc_stack idle;    /* reset easy handles, not on a multi */
 	struct httpc_stack spare;   /* given back by ws.c, for its next taker */
 	void (*spare_free)(void *);
+	struct h1c *direct;         /* kept connections of the direct calls */
 };
 
 struct httpc_call {
 	struct httpc_owner owner; /* first: CURLOPT_PRIVATE points here */
 	struct httpc *h;
-	CURL *easy;             /* NULL while queued */
+	CURL *easy;             /* NULL while queued, and for direct calls */
+	bool direct;            /* written and read by h1c.c, not by curl */
+	struct h1c_call *lc;    /* a direct call in flight */
 	struct curl_slist *hdrs;
 	char *url;
 	char *body;
@@ -401,7 +407,8 @@ struct httpc *httpc_new(struct event_base *base, const struct httpc_opts *opts)
 	h->pump = event_new(base, -1, 0, on_pump, h);
 	h->qtimer = evtimer_new(base, on_qtimer, h);
 	h->share = curl_share_init();
-	if (!h->user_agent || (opts->ca_bundle && !h->ca_bundle) || !h->reap || !h->pump ||
+	h->direct = h1c_new(h);
+	if (!h->user_agent || !h->direct || (opts->ca_bundle && !h->ca_bundle) || !h->reap || !h->pump ||
 	    !h->qtimer ||
 	    !h->share ||
 	    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
@@ -420,6 +427,7 @@ void httpc_free(struct httpc *h)
 	GW_ASSERT(h->ws_alive == 0);
 	while (h->calls)
 		httpc_call_cancel(h->calls);
+	h1c_free(h->direct); /* its connections are on the shards */
 	multi_fini(&h->rest);
 	while (h->shards) {
 		struct httpc_multi *mu = h->shards;
@@ -448,9 +456,12 @@ size_t httpc_active(const struct httpc *h)
 {
 	if (!h)
 		return 0;
-	size_t n = h->rest.handles;
+	/* A direct call counts once, whether or not it holds a connection;
+	 * kept connections do not count. */
+	size_t n = h->rest.handles + h1c_calls(h->direct);
 	for (const struct httpc_multi *mu = h->shards; mu; mu = mu->next)
 		n += mu->handles;
+	n -= h1c_conns(h->direct); /* on the shards, but not calls */
 	for (const struct httpc_call *c = h->queue; c; c = c->q_next)
 		n++;
 	return n;
@@ -656,6 +667,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 	if (ml >= sizeof(c->method))
 		return GW_EINVAL;
 	memcpy(c->method, o->method, ml + 1);
+	c->direct = o->direct && h1c_url_ok(o->url);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
 	c->max_resp = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
 	if (o->body) {
@@ -733,12 +745,51 @@ static void call_free(struct httpc_call *c)
 	gw_free(c);
 }
 
-/* Hands the call to curl, with what is left of its timeout. */
+/* Calls holding one of the HTTPC_REST_CONNS slots. */
+static size_t in_flight(const struct httpc *h)
+{
+	return h->rest.handles + h1c_calls(h->direct);
+}
+
+static void call_report(struct httpc_call *c, struct httpc_resp *r);
+static void pump_kick(struct httpc *h);
+
+static void direct_done(void *arg, const struct h1c_result *res)
+{
+	struct httpc_call *c = arg;
+	c->lc = NULL;
+	call_unlink(c);
+	pump_kick(c->h);
+	struct httpc_resp r = { .err = res->err, .status = res->status,
+				.error = res->err ? res->error : "" };
+	call_report(c, &r);
+}
+
+static enum gw_err direct_launch(struct httpc_call *c, const char *url, long left_ms)
+{
+	buf_init(&c->rbody, c->max_resp);
+	buf_init(&c->rhdrs, c->max_resp);
+	struct h1c_req q = {
+		.method = c->method,
+		.url = url,
+		.headers = c->hdrs,
+		.body = c->body,
+		.body_len = c->body_len,
+		.timeout_ms = left_ms,
+		.resp_body = &c->rbody,
+		.resp_hdrs = &c->rhdrs,
+	};
+	return h1c_call_start(c->h->direct, &q, direct_done, c, &c->lc);
+}
+
+/* Hands the call to curl (or h1c), with what is left of its timeout. */
 static enum gw_err call_launch(struct httpc_call *c, const char *url)
 {
 	long left = c->timeout_ms - (long)((gw_now_us() - c->t0_us) / 1000);
 	if (left <= 0)
 		return GW_ETIMEOUT;
+	if (c->direct)
+		return direct_launch(c, url, left);
 	if (!(c->easy = easy_get(c->h)))
 		return GW_ENOMEM;
 	enum gw_err err = call_setup(c, url, left);
@@ -857,7 +908,7 @@ static void on_pump(evutil_socket_t fd, short what, void *arg)
 	struct httpc *h = arg;
 	GW_UNUSED(fd);
 	GW_UNUSED(what);
-	while (h->queue && h->rest.handles < (size_t)HTTPC_REST_CONNS) {
+	while (h->queue && in_flight(h) < (size_t)HTTPC_REST_CONNS) {
 		struct httpc_call *c = h->queue;
 		enum gw_err err = call_launch(c, c->url);
 		if (err) {
@@ -911,7 +962,7 @@ enum gw_err httpc_call_start(struct httpc *h, const struct httpc_call_opts *o,
 	if (err)
 		goto fail;
 	/* Behind the queue when there is one, so calls start in order. */
-	if (h->queue || h->rest.handles >= (size_t)HTTPC_REST_CONNS) {
+	if (h->queue || in_flight(h) >= (size_t)HTTPC_REST_CONNS) {
 		if (!(c->url = gw_strdup(o->url))) {
 			err = GW_ENOMEM;
 			goto fail;
@@ -938,7 +989,11 @@ void httpc_call_cancel(struct httpc_call *c)
 	if (!c || c->in_cb)
 		return;
 	struct httpc *h = c->h;
-	if (c->easy) {
+	if (c->lc) {
+		h1c_call_cancel(c->lc);
+		c->lc = NULL;
+		pump_kick(h);
+	} else if (c->easy) {
 		/* Remove the handle first so curl calls none of our callbacks
 		 * on memory freed below. */
 		httpc__remove(h, c->easy);

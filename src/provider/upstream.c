@@ -72,6 +72,7 @@ enum gw_err upstream_engine(struct httpc *h, const struct gw_config *cfg, const 
 			.body_len = json_body ? len : 0,
 			.timeout_ms = UPSTREAM_REST_TIMEOUT_MS,
 			.max_resp_bytes = UPSTREAM_MAX_RESP,
+			.direct = true,
 		};
 		err = httpc_call_start(h, &o, cb, arg, out);
 	}

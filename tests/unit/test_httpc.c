@@ -50,9 +50,12 @@ struct result {
 	char cookie[3][16];
 	int order;      /* 1 for the first call to end, 2 for the next... */
 	bool queued_out; /* timed out waiting for a connection, not in curl */
+	char error_text[256];
 };
 
 static bool in_start; /* set while httpc_call_start runs */
+/* The whole suite runs twice: calls through curl, then direct (h1c.c). */
+static bool direct;
 
 /* ---- server ---- */
 
@@ -248,6 +251,7 @@ static void on_done(const struct httpc_resp *r, void *arg)
 	res->called = true;
 	res->err = r->err;
 	res->queued_out = strstr(r->error, "no upstream connection came free") != NULL;
+	snprintf(res->error_text, sizeof(res->error_text), "%s", r->error);
 	res->status = r->status;
 	res->body = malloc(r->body_len + 1);
 	memcpy(res->body, r->body, r->body_len + 1);
@@ -280,7 +284,8 @@ static struct httpc_call *start(struct fx *f, struct result *res, const char *me
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
 	static const char *const hdrs[] = { "X-Test: yes", "Content-Type: text/plain", NULL };
 	struct httpc_call_opts o = { .method = method, .url = url, .headers = hdrs, .body = body,
-				     .body_len = blen, .max_resp_bytes = max, .timeout_ms = timeout };
+				     .body_len = blen, .max_resp_bytes = max, .timeout_ms = timeout,
+				     .direct = direct };
 	res->f = f;
 	in_start = true;
 	enum gw_err err = httpc_call_start(f->h, &o, on_done, res, &c);
@@ -427,7 +432,7 @@ static void test_refused(void **state)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
 	struct result r = { .f = f };
-	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call_opts o = { .method = "GET", .url = url, .direct = direct };
 	struct httpc_call *c;
 	assert_int_equal(httpc_call_start(f->h, &o, on_done, &r, &c), GW_OK);
 	run(f, 1);
@@ -472,7 +477,7 @@ static void test_cancel_and_start_from_callback(void **state)
 	struct chain ch = { .next = &next };
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/get", f->port);
-	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call_opts o = { .method = "GET", .url = url, .direct = direct };
 	struct httpc_call *c;
 	ch.self.f = f;
 	assert_int_equal(httpc_call_start(f->h, &o, on_chain, &ch, &c), GW_OK);
@@ -503,7 +508,7 @@ static void test_callback_frees_arg(void **state)
 	struct result *res = calloc(1, sizeof(*res));
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/get", f->port);
-	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call_opts o = { .method = "GET", .url = url, .direct = direct };
 	struct httpc_call *c;
 	res->f = f;
 	assert_int_equal(httpc_call_start(f->h, &o, on_free_arg, res, &c), GW_OK);
@@ -697,36 +702,60 @@ static void test_bad_args(void **state)
 {
 	struct fx *f = *state;
 	struct httpc_call *c = (void *)1;
-	struct httpc_call_opts o = { .method = "GET", .url = NULL };
+	struct httpc_call_opts o = { .method = "GET", .url = NULL, .direct = direct };
 	assert_int_equal(httpc_call_start(f->h, &o, on_done, NULL, &c), GW_EINVAL);
 	assert_null(c);
 	const char *const bad[] = { "X: a\r\nInjected: b", NULL };
-	struct httpc_call_opts o2 = { .method = "GET", .url = "http://127.0.0.1:1/", .headers = bad };
+	struct httpc_call_opts o2 = { .method = "GET", .url = "http://127.0.0.1:1/", .headers = bad,
+				      .direct = direct };
 	assert_int_equal(httpc_call_start(f->h, &o2, on_done, NULL, &c), GW_EINVAL);
 	assert_int_equal(httpc_active(f->h), 0);
 }
 
-/* A raw server that answers with an interim 100 before the final 200. */
-static struct bufferevent *raw_bev;
+/* A raw server, for answers evhttp will not give: every request (a
+ * header block) gets raw.resp; with raw.close_after the connection closes
+ * once that is written. */
+#define RAW_CONNS 8
+static struct {
+	const char *resp;
+	bool close_after;
+	int conns;
+	struct bufferevent *bev[RAW_CONNS];
+	struct evconnlistener *lis;
+	char url[64];
+} raw;
+
+static void raw_forget(struct bufferevent *bev)
+{
+	for (int i = 0; i < RAW_CONNS; i++)
+		if (raw.bev[i] == bev)
+			raw.bev[i] = NULL;
+	bufferevent_free(bev);
+}
+
+static void raw_written(struct bufferevent *bev, void *arg)
+{
+	GW_UNUSED(arg);
+	if (raw.close_after)
+		raw_forget(bev);
+}
 
 static void raw_read(struct bufferevent *bev, void *arg)
 {
 	GW_UNUSED(arg);
 	struct evbuffer *in = bufferevent_get_input(bev);
-	if (evbuffer_search(in, "\r\n\r\n", 4, NULL).pos < 0)
+	struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (end.pos < 0)
 		return;
-	static const char resp[] = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
-				   "HTTP/1.1 200 OK\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok";
-	evbuffer_drain(in, evbuffer_get_length(in));
-	bufferevent_write(bev, resp, sizeof(resp) - 1);
+	evbuffer_drain(in, (size_t)end.pos + 4);
+	bufferevent_write(bev, raw.resp, strlen(raw.resp));
 }
 
 static void raw_event(struct bufferevent *bev, short what, void *arg)
 {
 	GW_UNUSED(what);
 	GW_UNUSED(arg);
-	bufferevent_free(bev);
-	raw_bev = NULL;
+	raw_forget(bev);
 }
 
 static void raw_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int sl,
@@ -737,37 +766,149 @@ static void raw_accept(struct evconnlistener *l, evutil_socket_t fd, struct sock
 	GW_UNUSED(arg);
 	struct bufferevent *bev = bufferevent_socket_new(evconnlistener_get_base(l), fd,
 							 BEV_OPT_CLOSE_ON_FREE);
-	raw_bev = bev;
-	bufferevent_setcb(bev, raw_read, NULL, raw_event, NULL);
+	assert_true(raw.conns < RAW_CONNS);
+	raw.bev[raw.conns++] = bev;
+	bufferevent_setcb(bev, raw_read, raw_written, raw_event, NULL);
 	bufferevent_enable(bev, EV_READ);
+}
+
+static void raw_start(struct fx *f, const char *resp, bool close_after)
+{
+	memset(&raw, 0, sizeof(raw));
+	raw.resp = resp;
+	raw.close_after = close_after;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	raw.lis = evconnlistener_new_bind(f->base, raw_accept, NULL, LEV_OPT_CLOSE_ON_FREE, 16,
+					  (struct sockaddr *)&sin, sizeof(sin));
+	assert_non_null(raw.lis);
+	socklen_t sl = sizeof(sin);
+	getsockname(evconnlistener_get_fd(raw.lis), (struct sockaddr *)&sin, &sl);
+	snprintf(raw.url, sizeof(raw.url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
+}
+
+static void raw_stop(void)
+{
+	for (int i = 0; i < RAW_CONNS; i++)
+		if (raw.bev[i])
+			bufferevent_free(raw.bev[i]);
+	evconnlistener_free(raw.lis);
+	memset(&raw, 0, sizeof(raw));
+}
+
+static struct httpc_call *raw_call(struct fx *f, struct result *r)
+{
+	struct httpc_call_opts o = { .method = "GET", .url = raw.url, .direct = direct };
+	struct httpc_call *c;
+	r->f = f;
+	assert_int_equal(httpc_call_start(f->h, &o, on_done, r, &c), GW_OK);
+	return c;
 }
 
 static void test_final_headers_only(void **state)
 {
 	struct fx *f = *state;
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct evconnlistener *l = evconnlistener_new_bind(f->base, raw_accept, NULL,
-							   LEV_OPT_CLOSE_ON_FREE, 16,
-							   (struct sockaddr *)&sin, sizeof(sin));
-	assert_non_null(l);
-	socklen_t sl = sizeof(sin);
-	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &sl);
-	char url[64];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
-	struct result r = { .f = f };
-	struct httpc_call_opts o = { .method = "GET", .url = url };
-	struct httpc_call *c;
-	assert_int_equal(httpc_call_start(f->h, &o, on_done, &r, &c), GW_OK);
+	raw_start(f, "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+		     "HTTP/1.1 200 OK\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok",
+		  false);
+	struct result r = { 0 };
+	raw_call(f, &r);
 	run(f, 1);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.body, "ok");
 	assert_non_null(strstr(r.headers, "X-Final: 1"));
 	assert_null(strstr(r.headers, "X-Interim"));
 	result_free(&r);
-	if (raw_bev)
-		bufferevent_free(raw_bev);
-	raw_bev = NULL;
-	evconnlistener_free(l);
+	raw_stop();
+}
+
+/* The next call starts from the first's callback, before the loop can
+ * see that the server closed the connection the first call left. */
+static void on_done_then_call(const struct httpc_resp *r, void *arg)
+{
+	struct result *res = arg;
+	on_done(r, res);
+	raw_call(res->f, res + 1);
+}
+
+static void test_kept_connection_closed_by_server(void **state)
+{
+	struct fx *f = *state;
+	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
+	struct result r[2] = { { .f = f }, { .f = f } };
+	struct httpc_call_opts o = { .method = "GET", .url = raw.url, .direct = direct };
+	struct httpc_call *c;
+	assert_int_equal(httpc_call_start(f->h, &o, on_done_then_call, &r[0], &c), GW_OK);
+	run(f, 2);
+	/* The second went out on the closed connection, saw it end before
+	 * any answer, and was sent again on a new one. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(r[i].err, GW_OK);
+		assert_string_equal(r[i].body, "ok");
+		result_free(&r[i]);
+	}
+	assert_int_equal(raw.conns, 2);
+	raw_stop();
+}
+
+static void test_body_until_close(void **state)
+{
+	struct fx *f = *state;
+	raw_start(f, "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nhello", true);
+	struct result r = { 0 };
+	raw_call(f, &r);
+	run(f, 1);
+	assert_int_equal(r.err, GW_OK);
+	assert_string_equal(r.body, "hello");
+	result_free(&r);
+	raw_stop();
+}
+
+/* Bytes after the response: the connection is not used again. */
+static void test_excess_bytes_close(void **state)
+{
+	struct fx *f = *state;
+	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", false);
+	struct result r[2] = { { .f = f }, { .f = f } };
+	struct httpc_call_opts o = { .method = "GET", .url = raw.url, .direct = direct };
+	struct httpc_call *c;
+	assert_int_equal(httpc_call_start(f->h, &o, on_done_then_call, &r[0], &c), GW_OK);
+	run(f, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(r[i].err, GW_OK);
+		assert_string_equal(r[i].body, "ok");
+		result_free(&r[i]);
+	}
+	assert_int_equal(raw.conns, 2);
+	raw_stop();
+}
+
+static void test_bad_framing(void **state)
+{
+	struct fx *f = *state;
+	raw_start(f, "HTTP/1.1 abc\r\nContent-Length: 2\r\n\r\nok", false);
+	struct result r = { 0 };
+	raw_call(f, &r);
+	run(f, 1);
+	assert_int_equal(r.err, GW_EIO);
+	assert_int_equal(r.status, 0);
+	assert_true(strlen(r.error_text) > 0);
+	result_free(&r);
+	raw_stop();
+}
+
+/* Keep-alive: calls one after another share one connection. */
+static void test_sequential_calls_share_a_connection(void **state)
+{
+	struct fx *f = *state;
+	for (int i = 0; i < 3; i++) {
+		struct result r = { 0 };
+		start(f, &r, "GET", "/get", NULL, 0, 0, 0);
+		f->done = 0;
+		run(f, 1);
+		assert_string_equal(r.body, "hello");
+		result_free(&r);
+	}
+	assert_int_equal(f->server_conns, 1);
 }
 
 /* Every gw_* allocation failing in turn: start fails cleanly with
@@ -778,7 +919,7 @@ static void test_alloc_failures(void **state)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", f->port);
 	static const char *const hdrs[] = { "X-Test: yes", NULL };
-	struct httpc_call_opts o = { .method = "POST", .url = url, .headers = hdrs,
+	struct httpc_call_opts o = { .method = "POST", .url = url, .direct = direct, .headers = hdrs,
 				     .body = "abc", .body_len = 3 };
 	int failed = 0;
 	for (unsigned long n = 1; n <= 12; n++) {
@@ -827,6 +968,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_final_headers_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kept_connection_closed_by_server, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_body_until_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_excess_bytes_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_framing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequential_calls_share_a_connection, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("through curl", tests, NULL, NULL);
+	direct = true;
+	return failed + cmocka_run_group_tests_name("direct", tests, NULL, NULL);
 }

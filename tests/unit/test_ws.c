@@ -989,18 +989,28 @@ static bool wss_round(struct fx *f)
  * Only REST connections leave sessions: a WebSocket's own TLS 1.3 tickets
  * arrive after the handshake, on our direct SSL_read, where curl does not
  * see them; and a server may take a ticket only once. */
-static void test_tls_session_resumed(void **state)
+static void tls_session_resumed(struct fx *f, bool direct)
 {
-	struct fx *f = *state;
 	assert_false(wss_round(f));
 	char url[64];
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d/", tls_peer.port);
-	struct httpc_call_opts o = { .method = "GET", .url = url };
+	struct httpc_call_opts o = { .method = "GET", .url = url, .direct = direct };
 	struct httpc_call *call;
 	assert_int_equal(httpc_call_start(f->h, &o, on_rest_done, f, &call), GW_OK);
 	f->done = 0;
 	run(f, 1);
 	assert_true(wss_round(f));
+}
+
+static void test_tls_session_resumed(void **state)
+{
+	tls_session_resumed(*state, false);
+}
+
+/* The same after a direct call (h1c.c), whose later reads bypass curl. */
+static void test_tls_session_resumed_direct(void **state)
+{
+	tls_session_resumed(*state, true);
 }
 
 /* ---- pure parts ---- */
@@ -1136,6 +1146,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limit_at_header, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_cut_frame_parser_not_shared, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_session_resumed, setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_session_resumed_direct, setup_tls, teardown),
 		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
