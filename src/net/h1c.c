@@ -92,8 +92,7 @@ static size_t scheme_len(const char *url)
 	return 0;
 }
 
-/* Length of "scheme://authority", 0 if url does not qualify. */
-static size_t origin_len(const char *url)
+size_t h1c_origin_len(const char *url)
 {
 	size_t s = scheme_len(url);
 	if (!s)
@@ -109,7 +108,7 @@ static size_t origin_len(const char *url)
 
 bool h1c_url_ok(const char *url)
 {
-	return url && origin_len(url) > 0;
+	return url && h1c_origin_len(url) > 0;
 }
 
 /* ---- connections ---- */
@@ -208,14 +207,11 @@ static struct h1c_conn *conn_take(struct h1c *p, const char *origin)
 static enum gw_err conn_setup(struct h1c_conn *k, const char *origin)
 {
 	struct httpc *h = k->pool->h;
-	struct buf url;
-	buf_init(&url, strlen(origin) + 2);
-	enum gw_err err = buf_cat(&url, origin, "/", NULL);
+	enum gw_err err = httpc__setup_easy(h, k->easy);
 	if (!err)
-		err = httpc__setup_easy(h, k->easy);
+		err = httpc__set_origin(k->easy, origin, strlen(origin));
 	if (!err &&
-	    (curl_easy_setopt(k->easy, CURLOPT_URL, url.p) ||
-	     curl_easy_setopt(k->easy, CURLOPT_CONNECT_ONLY, 1L) ||
+	    (curl_easy_setopt(k->easy, CURLOPT_CONNECT_ONLY, 1L) ||
 	     /* curl reads nothing for us after the connect. */
 	     curl_easy_setopt(k->easy, CURLOPT_BUFFERSIZE, 1024L) ||
 	     curl_easy_setopt(k->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) ||
@@ -223,7 +219,6 @@ static enum gw_err conn_setup(struct h1c_conn *k, const char *origin)
 	     /* Through an HTTP proxy, tunnel: the request is ours to write. */
 	     curl_easy_setopt(k->easy, CURLOPT_HTTPPROXYTUNNEL, 1L)))
 		err = GW_ECONFIG;
-	buf_release(&url);
 	return err ? err : httpc__add(h, k->easy, &k->owner, true);
 }
 
@@ -618,7 +613,7 @@ enum gw_err h1c_call_start(struct h1c *p, const struct h1c_req *q, h1c_done_fn *
 			   struct h1c_call **out)
 {
 	*out = NULL;
-	size_t olen = origin_len(q->url);
+	size_t olen = h1c_origin_len(q->url);
 	if (!olen || strpbrk(q->method, " \r\n") || !q->resp_body || !q->resp_hdrs)
 		return GW_EINVAL;
 	struct h1c_call *c = gw_calloc(1, sizeof(*c));

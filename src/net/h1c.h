@@ -49,6 +49,9 @@ void h1c_free(struct h1c *p);
 /* Whether url can go this way: http(s)://authority[/path][?query], plain
  * printable ASCII, no user info, no fragment. Others go through curl. */
 bool h1c_url_ok(const char *url);
+/* The length of url's "scheme://authority" when h1c_url_ok(url), else 0:
+ * the rest is the request target, written as it is. */
+size_t h1c_origin_len(const char *url);
 
 enum gw_err h1c_call_start(struct h1c *p, const struct h1c_req *q, h1c_done_fn *cb, void *arg,
 			   struct h1c_call **out) GW_MUSTCHECK;

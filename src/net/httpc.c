@@ -529,6 +529,19 @@ enum gw_err httpc__setup_easy(struct httpc *h, CURL *e)
 	return GW_OK;
 }
 
+enum gw_err httpc__set_origin(CURL *e, const char *url, size_t n)
+{
+	struct buf b;
+	buf_init(&b, n + 2);
+	enum gw_err err = buf_add(&b, url, n);
+	if (!err)
+		err = buf_addc(&b, '/');
+	if (!err && curl_easy_setopt(e, CURLOPT_URL, b.p))
+		err = GW_ECONFIG;
+	buf_release(&b);
+	return err;
+}
+
 static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	GW_UNUSED(purpose);

@@ -49,6 +49,10 @@ const char *httpc__user_agent(const struct httpc *h);
 /* Options every easy handle gets: NOSIGNAL, CA bundle, connect timeout,
  * protocols limited to http(s), user agent, the DNS and TLS session share. */
 enum gw_err httpc__setup_easy(struct httpc *h, CURL *e) GW_MUSTCHECK;
+/* CURLOPT_URL = the first n bytes of url (its "scheme://authority") and
+ * "/": for CONNECT_ONLY handles, which use no more. curl 7.88 prints a
+ * URL byte by byte, several times per connect, so a long one costs. */
+enum gw_err httpc__set_origin(CURL *e, const char *url, size_t n) GW_MUSTCHECK;
 
 /* Adds e to a multi (counted in httpc_active): the REST one, or with ws a
  * WebSocket shard. curl calls back through owner->done, never from inside

@@ -41,6 +41,7 @@
  * (or 0 if none arrived). */
 #include "net/ws.h"
 #include "net/cio.h"
+#include "net/h1c.h"
 #include "net/h1c_parse.h"
 #include "net/httpc_internal.h"
 #include "net/ws_internal.h"
@@ -1067,7 +1068,9 @@ static enum gw_err make_key(char key[25])
 	return GW_OK;
 }
 
-static enum gw_err add_target(struct ws *w, CURLU *u)
+/* The request line and Host of a URL h1c's split cannot take (user
+ * info, a fragment, bytes to escape): curl's parser decides. */
+static enum gw_err add_target_curlu(struct ws *w, CURLU *u)
 {
 	char *host = NULL, *port = NULL, *path = NULL, *query = NULL;
 	enum gw_err err = GW_EINVAL;
@@ -1085,19 +1088,33 @@ out:
 	return err;
 }
 
-static enum gw_err build_request(struct ws *w, const char *url, const struct ws_opts *o)
+static enum gw_err add_target(struct ws *w, const char *url, size_t olen)
+{
+	if (!olen) {
+		CURLU *u = curl_url();
+		if (!u)
+			return GW_ENOMEM;
+		enum gw_err err = curl_url_set(u, CURLUPART_URL, url, 0) ? GW_EINVAL : add_target_curlu(w, u);
+		curl_url_cleanup(u);
+		return err;
+	}
+	const char *authority = strstr(url, "://") + 3;
+	const char *target = url + olen;
+	enum gw_err err = buf_cat(&w->out, "GET ", *target == '/' ? "" : "/", target,
+				  " HTTP/1.1\r\nHost: ", NULL);
+	if (!err)
+		err = buf_add(&w->out, authority, (size_t)(target - authority));
+	return err ? err : buf_adds(&w->out, "\r\n");
+}
+
+static enum gw_err build_request(struct ws *w, const char *url, size_t olen, const struct ws_opts *o)
 {
 	char key[25];
 	enum gw_err err = make_key(key);
 	if (err)
 		return err;
 	ws__accept_for_key(key, w->accept);
-	CURLU *u = curl_url();
-	if (!u)
-		return GW_ENOMEM;
-	err = curl_url_set(u, CURLUPART_URL, url, 0) ? GW_EINVAL : add_target(w, u);
-	curl_url_cleanup(u);
-	if (err)
+	if ((err = add_target(w, url, olen)))
 		return err;
 	err = buf_cat(&w->out, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key,
 		      "\r\nSec-WebSocket-Version: 13\r\n", NULL);
@@ -1111,13 +1128,18 @@ static enum gw_err build_request(struct ws *w, const char *url, const struct ws_
 	return err ? err : buf_adds(&w->out, "\r\n");
 }
 
-static enum gw_err setup_easy(struct ws *w, const char *url)
+/* curl gets only the origin when it can: a CONNECT_ONLY handle uses no
+ * more, and curl 7.88 prints a URL byte by byte, several times. */
+static enum gw_err setup_easy(struct ws *w, const char *url, size_t olen)
 {
 	enum gw_err err = httpc__setup_easy(w->h, w->easy);
+	if (!err && olen)
+		err = httpc__set_origin(w->easy, url, olen);
+	else if (!err && curl_easy_setopt(w->easy, CURLOPT_URL, url))
+		err = GW_ECONFIG;
 	if (err)
 		return err;
-	if (curl_easy_setopt(w->easy, CURLOPT_URL, url) ||
-	    curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L) ||
+	if (curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L) ||
 	    /* curl reads nothing for us after the connect: its smallest buffer
 	     * saves 15 KB per stream. */
 	    curl_easy_setopt(w->easy, CURLOPT_BUFFERSIZE, 1024L) ||
@@ -1168,8 +1190,9 @@ enum gw_err ws_open(struct httpc *h, const struct ws_opts *o, const struct ws_cb
 	w->easy = curl_easy_init();
 	w->timer = evtimer_new(httpc__base(h), on_timer, w);
 	err = GW_ENOMEM;
-	if (!w->easy || !w->timer || (err = build_request(w, url, o)) ||
-	    (err = setup_easy(w, url)))
+	size_t olen = h1c_origin_len(url);
+	if (!w->easy || !w->timer || (err = build_request(w, url, olen, o)) ||
+	    (err = setup_easy(w, url, olen)))
 		goto fail;
 	struct timeval tv = { w->timeout_ms / 1000, (w->timeout_ms % 1000) * 1000 };
 	if (evtimer_add(w->timer, &tv) != 0) {

@@ -379,6 +379,20 @@ static void test_echo(void **state)
 	cl_release(&c);
 }
 
+/* A URL h1c's split refuses (a fragment) goes through curl's parser for
+ * the request line and Host; the fragment is not sent. */
+static void test_echo_curl_parsed_url(void **state)
+{
+	struct fx *f = *state;
+	struct cl c = { .send_on_open = "hi", .send_len = 2, .close_after = 1 };
+	open_cl(f, &c, "/echo#frag", 0, 0);
+	run(f, 1);
+	assert_int_equal(c.texts, 1);
+	assert_string_equal(c.last, "hi");
+	assert_int_equal(c.http_status, 101);
+	cl_release(&c);
+}
+
 static void test_frames_with_101(void **state)
 {
 	struct fx *f = *state;
@@ -1115,6 +1129,7 @@ int main(void)
 		cmocka_unit_test(test_parse_handshake),
 		cmocka_unit_test_setup_teardown(test_bad_open, setup_plain, teardown),
 		BOTH(test_echo),
+		BOTH(test_echo_curl_parsed_url),
 		BOTH(test_frames_with_101),
 		BOTH(test_big_message),
 		BOTH(test_over_limit),
