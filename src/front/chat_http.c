@@ -58,17 +58,23 @@ static void on_drained(struct h1_req *req, void *arg)
 	}
 }
 
-/* Sends ch->out as one chunk; returns false when the client is backed up. */
-static bool flush_out(struct chat_http *ch)
+/* Sends ch->out as one chunk; returns false when the client is backed up.
+ * now: from the flush event, at the loop turn's end already. */
+static bool send_out(struct chat_http *ch, bool now)
 {
 	if (!ch->out.len)
 		return !ch->paused;
-	h1_write(ch->req, ch->out.p, ch->out.len);
+	(now ? h1_write_now : h1_write)(ch->req, ch->out.p, ch->out.len);
 	buf_reset(&ch->out);
 	ch->last_write_us = gw_now_us();
 	if (h1_unsent(ch->req) > SSE_HIWAT)
 		ch->paused = true;
 	return !ch->paused;
+}
+
+static bool flush_out(struct chat_http *ch)
+{
+	return send_out(ch, false);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -77,7 +83,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 	GW_UNUSED(what);
 	struct chat_http *ch = arg;
 	ch->flush_queued = false;
-	(void)flush_out(ch);
+	(void)send_out(ch, true);
 }
 
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)

@@ -594,17 +594,15 @@ void h1_start(struct h1_req *r, int status)
 	want_flush(r->c);
 }
 
-void h1_write(struct h1_req *r, const char *p, size_t n)
+/* Appends a piece of the body to the output; false if nothing was. */
+static bool put(struct h1_req *r, const char *p, size_t n)
 {
 	GW_ASSERT(r->started && !r->ended);
 	if (!n || r->head.method == H1_HEAD || r->broken)
-		return;
+		return false;
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
-	if (!chunked(r)) {
-		evbuffer_add(out, p, n);
-		want_flush(r->c);
-		return;
-	}
+	if (!chunked(r))
+		return evbuffer_add(out, p, n) == 0;
 	/* Size line, data and CRLF into one contiguous stretch of the output:
 	 * one copy per piece, one iovec per writev, and one round of the
 	 * buffer's callbacks (at commit). All or nothing: out of memory, the
@@ -617,7 +615,7 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) != 1) {
 		r->broken = true;
 		r->c->close_after = true;
-		return;
+		return false;
 	}
 	char *o = v.iov_base;
 	memcpy(o, hex, hl);
@@ -625,7 +623,19 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 	memcpy(o + hl + n, "\r\n", 2);
 	v.iov_len = total;
 	(void)evbuffer_commit_space(out, &v, 1);
-	want_flush(r->c);
+	return true;
+}
+
+void h1_write(struct h1_req *r, const char *p, size_t n)
+{
+	if (put(r, p, n))
+		want_flush(r->c);
+}
+
+void h1_write_now(struct h1_req *r, const char *p, size_t n)
+{
+	if (put(r, p, n))
+		flush(r->c);
 }
 
 void h1_end(struct h1_req *r)

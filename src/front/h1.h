@@ -55,6 +55,10 @@ void h1_add_header(struct h1_req *r, const char *name, const char *value);
 void h1_reply(struct h1_req *r, int status, const char *body, size_t len);
 void h1_start(struct h1_req *r, int status);
 void h1_write(struct h1_req *r, const char *p, size_t n);
+/* As h1_write, but to the socket from here instead of at the end of the
+ * loop turn: for a caller that already waited for the turn's end (a
+ * second deferral costs a loop callback per write). */
+void h1_write_now(struct h1_req *r, const char *p, size_t n);
 void h1_end(struct h1_req *r);
 /* Bytes written but not yet taken by the kernel. */
 size_t h1_unsent(const struct h1_req *r);
