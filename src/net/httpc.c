@@ -475,6 +475,11 @@ size_t httpc__watched(const struct httpc *h)
 	return n;
 }
 
+size_t httpc__direct_conns(const struct httpc *h)
+{
+	return h1c_conns(h->direct);
+}
+
 size_t httpc__shards(const struct httpc *h)
 {
 	size_t n = 0;

@@ -67,6 +67,10 @@ void httpc__remove(struct httpc *h, CURL *e);
  * must not be among them, or curl would run on every frame). */
 size_t httpc__watched(const struct httpc *h);
 
+/* Connections the direct calls hold, idle ones included (tests: kept
+ * connections are reused). */
+size_t httpc__direct_conns(const struct httpc *h);
+
 /* WebSocket multis on h (tests: WebSockets spread over shards, and empty
  * ones are freed but one). */
 size_t httpc__shards(const struct httpc *h);

@@ -896,6 +896,25 @@ static void test_bad_framing(void **state)
 	raw_stop();
 }
 
+/* Bodies of several chunks and of a length, whole, on one connection. */
+static void test_bodies_whole(void **state)
+{
+	struct fx *f = *state;
+	const char *paths[] = { "/chunked?25500", "/big?70000", "/chunked?1" };
+	size_t lens[] = { 25500, 70000, 1 };
+	for (int i = 0; i < 3; i++) {
+		struct result r = { 0 };
+		start(f, &r, "GET", paths[i], NULL, 0, 0, 0);
+		f->done = 0;
+		run(f, 1);
+		assert_int_equal(r.err, GW_OK);
+		assert_int_equal(r.body_len, lens[i]);
+		assert_int_equal(strspn(r.body, "x"), lens[i]);
+		result_free(&r);
+	}
+	assert_int_equal(f->server_conns, 1);
+}
+
 /* Keep-alive: calls one after another share one connection. */
 static void test_sequential_calls_share_a_connection(void **state)
 {
@@ -973,6 +992,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_excess_bytes_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_framing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential_calls_share_a_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bodies_whole, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("through curl", tests, NULL, NULL);
 	direct = true;

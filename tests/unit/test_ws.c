@@ -1027,6 +1027,32 @@ static void test_tls_session_resumed_direct(void **state)
 	tls_session_resumed(*state, true);
 }
 
+static void on_rest_404(const struct httpc_resp *r, void *arg)
+{
+	struct fx *f = arg;
+	assert_int_equal(r->err, GW_OK);
+	assert_int_equal(r->status, 404); /* what the peer answers plain requests */
+	mark(f);
+}
+
+/* Direct calls over TLS, one after another: the first answer is read
+ * through curl (for its session tickets), the next ones on the SSL object,
+ * all on one kept connection. */
+static void test_direct_calls_over_tls(void **state)
+{
+	struct fx *f = *state;
+	char url[64];
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/x", tls_peer.port);
+	struct httpc_call_opts o = { .method = "GET", .url = url, .direct = true };
+	for (int i = 0; i < 3; i++) {
+		struct httpc_call *call;
+		assert_int_equal(httpc_call_start(f->h, &o, on_rest_404, f, &call), GW_OK);
+		f->done = 0;
+		run(f, 1);
+		assert_int_equal(httpc__direct_conns(f->h), 1);
+	}
+}
+
 /* ---- pure parts ---- */
 
 static void test_accept_key(void **state)
@@ -1162,6 +1188,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cut_frame_parser_not_shared, setup_plain, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_session_resumed, setup_tls, teardown),
 		cmocka_unit_test_setup_teardown(test_tls_session_resumed_direct, setup_tls, teardown),
+		cmocka_unit_test_setup_teardown(test_direct_calls_over_tls, setup_tls, teardown),
 		BOTH(test_alloc_failures),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
