@@ -1,5 +1,5 @@
 /* test_util.c - gw_random, gw_hex and the fetched digests (util/gw.c,
- * util/sha.c), and buf_cat (util/buf.c). */
+ * util/sha.c), buf_cat (util/buf.c) and the log line (util/log.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,11 @@
 
 #include "gw.h"
 #include "util/buf.h"
+#include "util/log.h"
 #include "util/sha.h"
+
+#include <regex.h>
+#include <unistd.h>
 
 static void test_hex_matches_printf(void **state)
 {
@@ -107,6 +111,49 @@ static void test_buf_cat(void **state)
 	buf_release(&b);
 }
 
+/* Runs log_msg with stderr on a pipe; returns what it wrote. */
+static void logged(char *out, size_t n, enum log_level lv, const char *rid, const char *msg)
+{
+	int fds[2], saved = dup(STDERR_FILENO);
+	assert_int_equal(pipe(fds), 0);
+	assert_true(dup2(fds[1], STDERR_FILENO) >= 0);
+	log_msg(lv, rid, "%s", msg);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	ssize_t r = read(fds[0], out, n - 1);
+	close(fds[0]);
+	assert_true(r > 0);
+	out[r] = '\0';
+}
+
+static void matches(const char *line, const char *re)
+{
+	regex_t rx;
+	assert_int_equal(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+	int rc = regexec(&rx, line, 0, NULL, 0);
+	regfree(&rx);
+	if (rc != 0)
+		fail_msg("%s does not match %s", line, re);
+}
+
+static void test_log_line(void **state)
+{
+	(void)state;
+	char line[256];
+	log_setup(LOG_DEBUG, LOG_TEXT);
+	logged(line, sizeof(line), LOG_INFO, "r1-2", "-> 200");
+	matches(line, "^20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\\.[0-9]{3}Z info  r1-2 -> 200\n$");
+	logged(line, sizeof(line), LOG_WARN, NULL, "no rid");
+	matches(line, "^[0-9T:.-]{23}Z warn  no rid\n$");
+	logged(line, sizeof(line), LOG_DEBUG, "x", "d");
+	matches(line, "Z debug x d\n$");
+	log_setup(LOG_DEBUG, LOG_JSON);
+	logged(line, sizeof(line), LOG_ERROR, "r", "a \"q\"");
+	matches(line, "^\\{\"ts\":\"[0-9T:.-]{23}Z\",\"level\":\"error\",\"rid\":\"r\",\"msg\":\"a \\\\\"q\\\\\"\"\\}\n$");
+	log_setup(LOG_INFO, LOG_TEXT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -115,6 +162,7 @@ int main(void)
 		cmocka_unit_test(test_digests),
 		cmocka_unit_test(test_buf_truncate),
 		cmocka_unit_test(test_buf_cat),
+		cmocka_unit_test(test_log_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
