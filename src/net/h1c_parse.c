@@ -103,20 +103,32 @@ static bool is_tchar(unsigned char c)
 	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static enum gw_err header_line(const char *q, const char *le, struct seen *s)
+enum gw_err h1c_split_header(const char *q, const char *le, size_t *nl, const char **v,
+			     size_t *vl)
 {
 	const char *colon = memchr(q, ':', (size_t)(le - q));
 	if (!colon || colon == q)
 		return GW_EPROTO;
-	for (const char *k = q; k < colon; k++)
-		if (!is_tchar((unsigned char)*k))
+	const char *b = colon + 1, *e = le;
+	while (b < e && (*b == ' ' || *b == '\t'))
+		b++;
+	while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*nl = (size_t)(colon - q);
+	*v = b;
+	*vl = (size_t)(e - b);
+	return GW_OK;
+}
+
+static enum gw_err header_line(const char *q, const char *le, struct seen *s)
+{
+	size_t nl, vl;
+	const char *v;
+	if (h1c_split_header(q, le, &nl, &v, &vl))
+		return GW_EPROTO;
+	for (size_t i = 0; i < nl; i++)
+		if (!is_tchar((unsigned char)q[i]))
 			return GW_EPROTO; /* also refuses folded lines, which start with a space */
-	const char *v = colon + 1, *ve = le;
-	while (v < ve && (*v == ' ' || *v == '\t'))
-		v++;
-	while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-		ve--;
-	size_t nl = (size_t)(colon - q), vl = (size_t)(ve - v);
 	if (ieq(q, nl, "content-length")) {
 		uint64_t x;
 		if (parse_length(v, vl, &x) || (s->length && x != s->content_length))

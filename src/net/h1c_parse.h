@@ -41,6 +41,12 @@ enum gw_err h1c_parse_head(const char *p, size_t n, bool head_req, struct h1c_he
 /* "HTTP/1.x NNN[ reason]" in p[0..n), the line without its CRLF. */
 enum gw_err h1c_status_line(const char *p, size_t n, int *status) GW_MUSTCHECK;
 
+/* Splits the header line q..le (no CRLF) at its colon: name and value,
+ * the value without surrounding blanks. GW_EPROTO without a colon or a
+ * name. */
+enum gw_err h1c_split_header(const char *q, const char *le, size_t *nl, const char **v,
+			     size_t *vl) GW_MUSTCHECK;
+
 /* Whether the comma-separated list v[0..n) holds token tok (any case). */
 bool h1c_has_token(const char *v, size_t n, const char *tok);
 

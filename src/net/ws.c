@@ -168,15 +168,10 @@ struct hs_seen {
 static enum gw_err parse_header_line(const char *q, const char *le, const char *accept,
 				     struct hs_seen *s)
 {
-	const char *colon = memchr(q, ':', (size_t)(le - q));
-	if (!colon || colon == q)
+	size_t nl, vl;
+	const char *v;
+	if (h1c_split_header(q, le, &nl, &v, &vl))
 		return GW_EPROTO;
-	const char *v = colon + 1, *ve = le;
-	while (v < ve && (*v == ' ' || *v == '\t'))
-		v++;
-	while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-		ve--;
-	size_t nl = (size_t)(colon - q), vl = (size_t)(ve - v);
 	if (ieq(q, nl, "upgrade"))
 		s->upgrade = ieq(v, vl, "websocket");
 	else if (ieq(q, nl, "connection"))

@@ -830,17 +830,16 @@ static void on_done_then_call(const struct httpc_resp *r, void *arg)
 	raw_call(res->f, res + 1);
 }
 
-static void test_kept_connection_closed_by_server(void **state)
+/* Two calls to a raw server answering resp, the second started from the
+ * first's callback: both get "ok", over two connections. */
+static void two_calls_two_connections(struct fx *f, const char *resp, bool close_after)
 {
-	struct fx *f = *state;
-	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
+	raw_start(f, resp, close_after);
 	struct result r[2] = { { .f = f }, { .f = f } };
 	struct httpc_call_opts o = { .method = "GET", .url = raw.url, .direct = direct };
 	struct httpc_call *c;
 	assert_int_equal(httpc_call_start(f->h, &o, on_done_then_call, &r[0], &c), GW_OK);
 	run(f, 2);
-	/* The second went out on the closed connection, saw it end before
-	 * any answer, and was sent again on a new one. */
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(r[i].err, GW_OK);
 		assert_string_equal(r[i].body, "ok");
@@ -848,6 +847,13 @@ static void test_kept_connection_closed_by_server(void **state)
 	}
 	assert_int_equal(raw.conns, 2);
 	raw_stop();
+}
+
+/* The second goes out on the connection the server closed, sees it end
+ * before any answer, and is sent again on a new one. */
+static void test_kept_connection_closed_by_server(void **state)
+{
+	two_calls_two_connections(*state, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
 }
 
 static void test_body_until_close(void **state)
@@ -866,20 +872,7 @@ static void test_body_until_close(void **state)
 /* Bytes after the response: the connection is not used again. */
 static void test_excess_bytes_close(void **state)
 {
-	struct fx *f = *state;
-	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", false);
-	struct result r[2] = { { .f = f }, { .f = f } };
-	struct httpc_call_opts o = { .method = "GET", .url = raw.url, .direct = direct };
-	struct httpc_call *c;
-	assert_int_equal(httpc_call_start(f->h, &o, on_done_then_call, &r[0], &c), GW_OK);
-	run(f, 2);
-	for (int i = 0; i < 2; i++) {
-		assert_int_equal(r[i].err, GW_OK);
-		assert_string_equal(r[i].body, "ok");
-		result_free(&r[i]);
-	}
-	assert_int_equal(raw.conns, 2);
-	raw_stop();
+	two_calls_two_connections(*state, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", false);
 }
 
 static void test_bad_framing(void **state)
