@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define H1_LINGER_S 2          /* a closing connection reads what is left this long */
@@ -632,10 +633,50 @@ void h1_write(struct h1_req *r, const char *p, size_t n)
 		want_flush(r->c);
 }
 
+/* A chunk straight to the socket, when nothing waits ahead of it: no
+ * evbuffer chain is allocated, filled, drained and freed for it. What the
+ * socket does not take (or all of it, on an error the bufferevent will
+ * meet and report) goes to the output for the write event. */
+static void write_direct(struct h1_req *r, const char *p, size_t n)
+{
+	struct h1_conn *c = r->c;
+	char hex[24];
+	size_t hl = (size_t)chunk_size_line(hex, n);
+	struct iovec iov[3] = { { hex, hl }, { (void *)(uintptr_t)p, n }, { "\r\n", 2 } };
+	ssize_t w;
+	do
+		w = writev(bufferevent_getfd(c->bev), iov, 3);
+	while (w < 0 && errno == EINTR);
+	size_t done = w > 0 ? (size_t)w : 0;
+	if (done == hl + n + 2)
+		return;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	bool ok = true;
+	for (int i = 0; i < 3 && ok; i++) {
+		size_t skip = done < iov[i].iov_len ? done : iov[i].iov_len;
+		done -= skip;
+		ok = evbuffer_add(out, (const char *)iov[i].iov_base + skip, iov[i].iov_len - skip) == 0;
+	}
+	if (!ok) {
+		r->broken = true; /* part of a chunk is out: the reply is cut */
+		c->close_after = true;
+	}
+	atomic_fetch_add_explicit(&write_waits, 1, memory_order_relaxed);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
 void h1_write_now(struct h1_req *r, const char *p, size_t n)
 {
+	struct h1_conn *c = r->c;
+	if (n && chunked(r) && r->head.method != H1_HEAD && !r->broken &&
+	    !evbuffer_get_length(bufferevent_get_output(c->bev)) &&
+	    !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+		GW_ASSERT(r->started && !r->ended);
+		write_direct(r, p, n);
+		return;
+	}
 	if (put(r, p, n))
-		flush(r->c);
+		flush(c);
 }
 
 void h1_end(struct h1_req *r)
