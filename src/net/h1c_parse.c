@@ -169,31 +169,56 @@ static enum gw_err framing(struct h1c_head *h, const struct seen *s, bool head_r
 	return GW_OK;
 }
 
+/* The CR of the first CRLF in [p, end), or NULL. memchr per line costs a
+ * fraction of memmem's setup, which was most of a head's parse. */
+static const char *find_crlf(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *r = memchr(p, '\r', (size_t)(end - p));
+		if (!r || r + 1 >= end)
+			return NULL;
+		if (r[1] == '\n')
+			return r;
+		p = r + 1;
+	}
+	return NULL;
+}
+
+/* One line of the head; the status line first. */
+static enum gw_err head_line(const char *p, const char *q, const char *le, struct h1c_head *h,
+			     struct seen *s)
+{
+	if (!clean_line(q, (size_t)(le - q)))
+		return GW_EPROTO;
+	if (q != p)
+		return header_line(q, le, s);
+	if (h1c_status_line(p, (size_t)(le - p), &h->status) || h->status == 101)
+		return GW_EPROTO; /* no call here asks for an upgrade */
+	h->hdrs_off = (size_t)(le + 2 - p);
+	return GW_OK;
+}
+
 enum gw_err h1c_parse_head(const char *p, size_t n, bool head_req, struct h1c_head *h)
 {
 	memset(h, 0, sizeof(*h));
-	size_t lim = n < H1C_HEAD_MAX ? n : H1C_HEAD_MAX;
-	const char *end = memmem(p, lim, "\r\n\r\n", 4);
-	if (!end)
-		return n >= H1C_HEAD_MAX ? GW_EPROTO : GW_EAGAIN;
-	size_t hl = (size_t)(end - p) + 4;
-	const char *eol = memmem(p, hl, "\r\n", 2);
-	if (!clean_line(p, (size_t)(eol - p)) || h1c_status_line(p, (size_t)(eol - p), &h->status))
-		return GW_EPROTO;
-	if (h->status == 101)
-		return GW_EPROTO; /* no call here asks for an upgrade */
+	const char *end = p + (n < H1C_HEAD_MAX ? n : H1C_HEAD_MAX);
 	struct seen s = { 0 };
-	const char *q = eol + 2, *hend = p + hl - 2;
-	h->hdrs_off = (size_t)(q - p);
-	while (q < hend) {
-		const char *le = memmem(q, (size_t)(hend + 2 - q), "\r\n", 2);
-		if (!clean_line(q, (size_t)(le - q)) || header_line(q, le, &s))
-			return GW_EPROTO;
+	enum gw_err bad = GW_OK; /* the first fault; told once the head is whole */
+	for (const char *q = p;;) {
+		const char *le = find_crlf(q, end);
+		if (!le)
+			return n >= H1C_HEAD_MAX ? GW_EPROTO : GW_EAGAIN;
+		if (le == q && q != p) { /* the blank line */
+			if (bad)
+				return bad;
+			h->hdrs_len = (size_t)(q - p) - h->hdrs_off;
+			h->len = (size_t)(q + 2 - p);
+			return framing(h, &s, head_req, p[7] == '0');
+		}
+		if (!bad)
+			bad = head_line(p, q, le, h, &s);
 		q = le + 2;
 	}
-	h->hdrs_len = (size_t)(hend - p) - h->hdrs_off;
-	h->len = hl;
-	return framing(h, &s, head_req, p[7] == '0');
 }
 
 /* ---- chunked bodies ---- */
