@@ -289,8 +289,12 @@ static void test_set_cookie_keeps_old_on_failure(void **state)
 	buf_init(&v, 4096);
 	assert_int_equal(buf_adds(&v, "OLD"), GW_OK);
 	gw_alloc_fail_at(1);
+	/* Longer than the first allocation (256), so the copy needs memory. */
 	assert_false(clerk_set_cookie_client(S("__client=a_value_longer_than_the_first_chunk_of_memory_"
-					      "that_buf_reserve_allocates"), &v));
+					      "that_buf_reserve_allocates_0123456789abcdef0123456789abcdef"
+					      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+					      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+					      "0123456789abcdef0123456789abcdef"), &v));
 	gw_alloc_fail_at(0);
 	assert_string_equal(v.p, "OLD");
 	buf_release(&v);
