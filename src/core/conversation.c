@@ -23,13 +23,31 @@ static const char *canon_role(enum chat_role r)
 	return is_system(r) ? "system" : chat_role_name(r);
 }
 
+/* "tag:n:" into head; 0 if it does not fit. By hand: snprintf was a
+ * third of a part's cost for a short message. */
+static size_t part_head(char head[64], const char *tag, size_t n)
+{
+	size_t tl = strlen(tag);
+	char digits[24];
+	size_t dl = 0;
+	do
+		digits[dl++] = (char)('0' + n % 10);
+	while ((n /= 10) && dl < sizeof(digits));
+	if (tl + dl + 2 > 64)
+		return 0;
+	memcpy(head, tag, tl);
+	head[tl] = ':';
+	for (size_t i = 0; i < dl; i++)
+		head[tl + 1 + i] = digits[dl - 1 - i];
+	head[tl + 1 + dl] = ':';
+	return tl + dl + 2;
+}
+
 static bool digest_part(EVP_MD_CTX *ctx, const char *tag, const char *p, size_t n)
 {
 	char head[64];
-	int hl = snprintf(head, sizeof(head), "%s:%zu:", tag, n);
-	if (hl < 0 || (size_t)hl >= sizeof(head))
-		return false;
-	if (EVP_DigestUpdate(ctx, head, (size_t)hl) != 1)
+	size_t hl = part_head(head, tag, n);
+	if (!hl || EVP_DigestUpdate(ctx, head, hl) != 1)
 		return false;
 	return n == 0 || EVP_DigestUpdate(ctx, p, n) == 1;
 }

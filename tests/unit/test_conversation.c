@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/conversation.h"
@@ -22,6 +24,40 @@ static bool same_key(const char *t1, const struct chat_msg *a, size_t na,
 	key_of(t1, a, na, k1);
 	key_of(t2, b, nb, k2);
 	return memcmp(k1, k2, 32) == 0;
+}
+
+/* The key is stored (SQLite, Redis): its form may not change between
+ * versions. Computed here from the documented form, not by conv_key's
+ * code: SHA-256 of the domain line, then "tag:length:" and the bytes of
+ * the tenant, each message (system and developer as "system") and the
+ * reply. */
+static void test_key_form(void **state)
+{
+	(void)state;
+	char big[1000];
+	memset(big, 'b', sizeof(big));
+	struct chat_msg m[] = { M(ROLE_DEVELOPER, "be brief"), M(ROLE_USER, "hi"),
+				{ ROLE_ASSISTANT, big, sizeof(big) }, M(ROLE_USER, "") };
+	const char *parts[][2] = { { "tenant", "acme" }, { "system", "be brief" }, { "user", "hi" } };
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	assert_int_equal(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+	EVP_DigestUpdate(ctx, "el2a-conv-v1\n", 13);
+	for (size_t i = 0; i < 3; i++) {
+		char h[64];
+		int hl = snprintf(h, sizeof(h), "%s:%zu:", parts[i][0], strlen(parts[i][1]));
+		EVP_DigestUpdate(ctx, h, (size_t)hl);
+		EVP_DigestUpdate(ctx, parts[i][1], strlen(parts[i][1]));
+	}
+	EVP_DigestUpdate(ctx, "assistant:1000:", 15);
+	EVP_DigestUpdate(ctx, big, sizeof(big));
+	EVP_DigestUpdate(ctx, "user:0:", 7);
+	EVP_DigestUpdate(ctx, "assistant:5:hello", 17);
+	uint8_t want[32], got[32];
+	unsigned int wl = 0;
+	assert_int_equal(EVP_DigestFinal_ex(ctx, want, &wl), 1);
+	EVP_MD_CTX_free(ctx);
+	conv_key("acme", m, 4, "hello", 5, got);
+	assert_memory_equal(got, want, 32);
 }
 
 static void test_key_stable(void **state)
@@ -325,6 +361,7 @@ static void test_flatten_buf_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_form),
 		cmocka_unit_test(test_key_stable),
 		cmocka_unit_test(test_key_sensitive),
 		cmocka_unit_test(test_key_length_prefix),
