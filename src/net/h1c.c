@@ -36,7 +36,6 @@ struct h1c_conn {
 	struct h1c *pool;
 	CURL *easy;
 	bool in_multi;
-	bool connected;
 	bool idle;                      /* on pool->idle */
 	bool tls_first;                 /* TLS, first response: curl reads it */
 	struct cio io;
@@ -501,7 +500,6 @@ static void on_connected(struct httpc_owner *o, CURLcode res)
 		return;
 	}
 	c->out_off = sent;
-	k->connected = true;
 	cio_attach(&k->io, k->easy, fd);
 	/* TLS 1.3 session tickets arrive after the handshake, with the first
 	 * response. Only curl's own read files them in the share (its
