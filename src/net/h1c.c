@@ -137,7 +137,7 @@ static void conn_close(struct h1c_conn *k)
 		event_free(k->ev); /* before curl closes the fd */
 	if (k->in_multi)
 		httpc__remove(p->h, k->easy);
-	curl_easy_cleanup(k->easy);
+	httpc__easy_put(p->h, k->easy);
 	gw_free(k->origin);
 	gw_free(k);
 	p->n_conns--;
@@ -232,7 +232,7 @@ static enum gw_err conn_open(struct h1c_call *c)
 	k->owner.done = on_connected;
 	k->pool = p;
 	k->io.fd = CURL_SOCKET_BAD;
-	k->easy = curl_easy_init();
+	k->easy = httpc__easy_get(p->h);
 	k->origin = gw_strdup(c->origin);
 	p->n_conns++;
 	enum gw_err err = k->easy && k->origin ? conn_setup(k, c->origin) : GW_ENOMEM;

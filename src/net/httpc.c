@@ -733,16 +733,16 @@ static void call_unlink(struct httpc_call *c)
 	c->prev = c->next = NULL;
 }
 
-/* An easy handle for a call: a kept one if any, else a new one. */
-static CURL *easy_get(struct httpc *h)
+CURL *httpc__easy_get(struct httpc *h)
 {
 	CURL *e = stack_take(&h->idle);
 	return e ? e : curl_easy_init();
 }
 
-/* Takes back a handle that is not on the multi. */
-static void easy_put(struct httpc *h, CURL *e)
+void httpc__easy_put(struct httpc *h, CURL *e)
 {
+	if (!e)
+		return;
 	if (h->idle.n == h->idle.cap) {
 		curl_easy_cleanup(e); /* no room: not worth a reset */
 		return;
@@ -754,7 +754,7 @@ static void easy_put(struct httpc *h, CURL *e)
 static void call_free(struct httpc_call *c)
 {
 	if (c->easy)
-		easy_put(c->h, c->easy);
+		httpc__easy_put(c->h, c->easy);
 	curl_slist_free_all(c->hdrs);
 	gw_free(c->url);
 	gw_free(c->body);
@@ -808,7 +808,7 @@ static enum gw_err call_launch(struct httpc_call *c, const char *url)
 		return GW_ETIMEOUT;
 	if (c->direct)
 		return direct_launch(c, url, left);
-	if (!(c->easy = easy_get(c->h)))
+	if (!(c->easy = httpc__easy_get(c->h)))
 		return GW_ENOMEM;
 	enum gw_err err = call_setup(c, url, left);
 	return err ? err : httpc__add(c->h, c->easy, &c->owner, false);

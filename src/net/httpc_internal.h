@@ -54,6 +54,16 @@ enum gw_err httpc__setup_easy(struct httpc *h, CURL *e) GW_MUSTCHECK;
  * URL byte by byte, several times per connect, so a long one costs. */
 enum gw_err httpc__set_origin(CURL *e, const char *url, size_t n) GW_MUSTCHECK;
 
+/* An easy handle: a kept one (reset, so no option is left from its last
+ * use) if any, else a new one; NULL without memory. Handles of calls,
+ * WebSockets and direct connections all come from here and go back with
+ * httpc__easy_put once off their multi: init and cleanup cost more than a
+ * reset. */
+CURL *httpc__easy_get(struct httpc *h);
+/* Keeps e (off every multi, may be NULL) for the next taker, or cleans
+ * it up when enough are kept. */
+void httpc__easy_put(struct httpc *h, CURL *e);
+
 /* Adds e to a multi (counted in httpc_active): the REST one, or with ws a
  * WebSocket shard. curl calls back through owner->done, never from inside
  * this function. */

@@ -367,7 +367,7 @@ static void destroy(struct ws *w)
 	frames_clear(w);
 	buf_release(&w->out);
 	buf_release(&w->in);
-	curl_easy_cleanup(w->easy);
+	httpc__easy_put(w->h, w->easy);
 	httpc__ws_ref(w->h, -1);
 	gw_free(w);
 }
@@ -1182,7 +1182,7 @@ enum gw_err ws_open(struct httpc *h, const struct ws_opts *o, const struct ws_cb
 		gw_free(url);
 		return GW_ENOMEM;
 	}
-	w->easy = curl_easy_init();
+	w->easy = httpc__easy_get(h);
 	w->timer = evtimer_new(httpc__base(h), on_timer, w);
 	err = GW_ENOMEM;
 	size_t olen = h1c_origin_len(url);
