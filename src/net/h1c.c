@@ -526,24 +526,39 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the request ---- */
 
-static bool has_header(const struct curl_slist *l, const char *name)
+static bool is_header(const char *line, const char *name, size_t n)
 {
-	size_t n = strlen(name);
-	for (; l; l = l->next)
-		if (strncasecmp(l->data, name, n) == 0 && l->data[n] == ':')
-			return true;
-	return false;
+	return strncasecmp(line, name, n) == 0 && line[n] == ':';
 }
 
 /* "Name:" with nothing after it asks curl not to send that header. */
 static bool empty_header(const char *h)
 {
 	const char *colon = strchr(h, ':');
-	if (!colon)
-		return false;
 	for (colon++; *colon == ' ' || *colon == '\t'; colon++)
 		;
 	return *colon == '\0';
+}
+
+enum gw_err h1c_headers_render(const char *const *lines, struct buf *b, unsigned *flags)
+{
+	size_t need = 0;
+	*flags = 0;
+	for (const char *const *l = lines; l && *l; l++) {
+		if (strpbrk(*l, "\r\n") || !strchr(*l, ':'))
+			return GW_EINVAL; /* no header injection */
+		need += strlen(*l) + 2;
+	}
+	enum gw_err err = buf_reserve(b, need);
+	for (const char *const *l = lines; !err && l && *l; l++) {
+		if (is_header(*l, "User-Agent", 10))
+			*flags |= H1C_HAS_USER_AGENT;
+		else if (is_header(*l, "Accept", 6))
+			*flags |= H1C_HAS_ACCEPT;
+		if (!empty_header(*l))
+			err = buf_cat(b, *l, "\r\n", NULL);
+	}
+	return err;
 }
 
 static bool method_has_body(const char *m)
@@ -557,19 +572,23 @@ static enum gw_err build_request(struct h1c_call *c, const struct h1c_req *q, si
 	const char *target = q->url + olen;
 	const char *authority = q->url + scheme_len(q->url);
 	size_t alen = olen - scheme_len(q->url);
-	enum gw_err err = buf_cat(b, q->method, " ", *target == '/' ? "" : "/", target,
-				  " HTTP/1.1\r\nHost: ", NULL);
+	const char *ua = q->hdr_flags & H1C_HAS_USER_AGENT ? NULL : httpc__user_agent(c->pool->h);
+	/* One allocation: the constant parts and a length fit in 128. */
+	enum gw_err err = buf_reserve(b, strlen(q->method) + strlen(target) + alen +
+						 (ua ? strlen(ua) : 0) + q->hdr_len + q->body_len + 128);
+	if (!err)
+		err = buf_cat(b, q->method, " ", *target == '/' ? "" : "/", target,
+			      " HTTP/1.1\r\nHost: ", NULL);
 	if (!err)
 		err = buf_add(b, authority, alen);
 	if (!err)
 		err = buf_adds(b, "\r\n");
-	if (!err && !has_header(q->headers, "User-Agent"))
-		err = buf_cat(b, "User-Agent: ", httpc__user_agent(c->pool->h), "\r\n", NULL);
-	if (!err && !has_header(q->headers, "Accept"))
+	if (!err && ua)
+		err = buf_cat(b, "User-Agent: ", ua, "\r\n", NULL);
+	if (!err && !(q->hdr_flags & H1C_HAS_ACCEPT))
 		err = buf_adds(b, "Accept: */*\r\n");
-	for (const struct curl_slist *l = q->headers; !err && l; l = l->next)
-		if (!empty_header(l->data))
-			err = buf_cat(b, l->data, "\r\n", NULL);
+	if (!err)
+		err = buf_add(b, q->hdr_block, q->hdr_len);
 	if (!err && (q->body || method_has_body(q->method))) {
 		err = buf_adds(b, "Content-Length: ");
 		if (!err)

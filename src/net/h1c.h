@@ -34,13 +34,25 @@ typedef void h1c_done_fn(void *arg, const struct h1c_result *r);
 struct h1c_req {
 	const char *method;
 	const char *url;                   /* h1c_url_ok(url) */
-	const struct curl_slist *headers;  /* "Name: value"; "Name:" sends nothing (curl's rule) */
+	const char *hdr_block;             /* from h1c_headers_render */
+	size_t hdr_len;
+	unsigned hdr_flags;
 	const char *body;                  /* may be NULL */
 	size_t body_len;
 	long timeout_ms;                   /* the whole call, connect included */
 	struct buf *resp_body;             /* the caller's: its ceiling bounds the body */
 	struct buf *resp_hdrs;             /* the caller's: the final head's header lines */
 };
+
+/* Which headers the caller gave, of those h1c adds otherwise. */
+enum { H1C_HAS_USER_AGENT = 1, H1C_HAS_ACCEPT = 2 };
+
+/* Renders the caller's "Name: value" lines (NULL-terminated, may be NULL)
+ * as the request carries them, each ending in CRLF, onto b; a line "Name:"
+ * with no value is left out (curl's rule for not sending a header). *flags
+ * gets H1C_HAS_*. GW_EINVAL for a line with CR or LF in it or no colon. */
+enum gw_err h1c_headers_render(const char *const *lines, struct buf *b,
+			       unsigned *flags) GW_MUSTCHECK;
 
 struct h1c *h1c_new(struct httpc *h);
 /* Closes the kept connections; no call may be in flight. */

@@ -25,6 +25,7 @@
 #define HTTPC_CONNECT_TIMEOUT_MS 10000L
 #define HTTPC_CALL_TIMEOUT_MS 30000L
 #define HTTPC_MAX_RESP_BYTES ((size_t)1 << 20)
+#define HTTPC_MAX_HEADER_BYTES ((size_t)64 << 10) /* a direct call's request headers */
 #define HTTPC_BUFFER_BYTES 4096L   /* curl's receive buffer per call in flight */
 /* WebSocket connections are in use for their whole life and never evicted:
  * a shard's cache only has to hold one more than its handles. */
@@ -97,6 +98,8 @@ struct httpc_call {
 	CURL *easy;             /* NULL while queued, and for direct calls */
 	bool direct;            /* written and read by h1c.c, not by curl */
 	struct h1c_call *lc;    /* a direct call in flight */
+	struct buf dhdrs;       /* a direct call's header lines, as sent */
+	unsigned dflags;        /* H1C_HAS_* */
 	struct curl_slist *hdrs;
 	char *url;
 	char *body;
@@ -686,6 +689,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 		return GW_EINVAL;
 	memcpy(c->method, o->method, ml + 1);
 	c->direct = o->direct && h1c_url_ok(o->url);
+	buf_init(&c->dhdrs, HTTPC_MAX_HEADER_BYTES);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
 	c->max_resp = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
 	if (o->body) {
@@ -693,7 +697,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 			return GW_ENOMEM;
 		c->body_len = o->body_len;
 	}
-	return make_headers(c, o);
+	return c->direct ? h1c_headers_render(o->headers, &c->dhdrs, &c->dflags) : make_headers(c, o);
 }
 
 static enum gw_err call_setup(struct httpc_call *c, const char *url, long timeout_ms)
@@ -756,6 +760,7 @@ static void call_free(struct httpc_call *c)
 	if (c->easy)
 		httpc__easy_put(c->h, c->easy);
 	curl_slist_free_all(c->hdrs);
+	buf_release(&c->dhdrs);
 	gw_free(c->url);
 	gw_free(c->body);
 	buf_release(&c->rbody);
@@ -790,7 +795,9 @@ static enum gw_err direct_launch(struct httpc_call *c, const char *url, long lef
 	struct h1c_req q = {
 		.method = c->method,
 		.url = url,
-		.headers = c->hdrs,
+		.hdr_block = c->dhdrs.p,
+		.hdr_len = c->dhdrs.len,
+		.hdr_flags = c->dflags,
 		.body = c->body,
 		.body_len = c->body_len,
 		.timeout_ms = left_ms,

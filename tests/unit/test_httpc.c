@@ -105,8 +105,11 @@ static void route_echo(struct evhttp_request *req, struct evbuffer *out)
 	struct evkeyvalq *hin = evhttp_request_get_input_headers(req);
 	const char *expect = evhttp_find_header(hin, "Expect");
 	const char *xt = evhttp_find_header(hin, "X-Test");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Expect",
-			  expect ? expect : "none");
+	const char *ua = evhttp_find_header(hin, "User-Agent");
+	struct evkeyvalq *ho = evhttp_request_get_output_headers(req);
+	evhttp_add_header(ho, "X-Expect", expect ? expect : "none");
+	evhttp_add_header(ho, "X-Gone", evhttp_find_header(hin, "X-Gone") ? "sent" : "absent");
+	evhttp_add_header(ho, "X-UA", ua ? ua : "none");
 	evbuffer_add_printf(out, "%s %zu %s\n", method_name(evhttp_request_get_command(req)),
 			    evbuffer_get_length(in), xt ? xt : "-");
 	if (evbuffer_get_length(in) < 4096)
@@ -908,6 +911,25 @@ static void test_bodies_whole(void **state)
 	assert_int_equal(f->server_conns, 1);
 }
 
+/* "Name:" with no value is not sent (curl's rule, kept by direct calls);
+ * a User-Agent given replaces the client's own. */
+static void test_header_rules(void **state)
+{
+	struct fx *f = *state;
+	char url[64];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", f->port);
+	static const char *const hdrs[] = { "X-Test: yes", "X-Gone:", "User-Agent: mine/1", NULL };
+	struct httpc_call_opts o = { .method = "GET", .url = url, .headers = hdrs, .direct = direct };
+	struct result r = { .f = f };
+	struct httpc_call *c;
+	assert_int_equal(httpc_call_start(f->h, &o, on_done, &r, &c), GW_OK);
+	run(f, 1);
+	assert_string_equal(r.body, "GET 0 yes\n");
+	assert_non_null(strstr(r.headers, "X-Gone: absent"));
+	assert_non_null(strstr(r.headers, "X-UA: mine/1"));
+	result_free(&r);
+}
+
 /* Keep-alive: calls one after another share one connection. */
 static void test_sequential_calls_share_a_connection(void **state)
 {
@@ -986,6 +1008,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_framing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sequential_calls_share_a_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bodies_whole, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_header_rules, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("through curl", tests, NULL, NULL);
 	direct = true;
