@@ -602,8 +602,13 @@ static bool put(struct h1_req *r, const char *p, size_t n)
 	if (!n || r->head.method == H1_HEAD || r->broken)
 		return false;
 	struct evbuffer *out = bufferevent_get_output(r->c->bev);
-	if (!chunked(r))
-		return evbuffer_add(out, p, n) == 0;
+	if (!chunked(r)) {
+		if (evbuffer_add(out, p, n) == 0)
+			return true;
+		r->broken = true; /* as below: a hole would pass for a whole body */
+		r->c->close_after = true;
+		return false;
+	}
 	/* Size line, data and CRLF into one contiguous stretch of the output:
 	 * one copy per piece, one iovec per writev, and one round of the
 	 * buffer's callbacks (at commit). All or nothing: out of memory, the
