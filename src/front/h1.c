@@ -1,6 +1,7 @@
 /* h1.c - HTTP/1.1 connections on a libevent loop (see h1.h). */
 #include "front/h1.h"
 #include "util/buf.h"
+#include "util/http1.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -57,7 +58,7 @@ struct h1_req {
 	struct h1_head head;
 	char *headbuf;          /* header entries, then the head (read_head) */
 	struct buf body;
-	struct h1_chunked ck;
+	struct http1_chunked ck;
 	struct evbuffer *chunks; /* chunked body data so far */
 	int64_t body_left;      /* Content-Length bytes still to read */
 	int refused;
@@ -355,13 +356,13 @@ static enum gw_err read_chunked_body(struct h1_conn *c, struct evbuffer *in)
 		if (!evbuffer_get_length(in) || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			return GW_EAGAIN;
 		size_t used, dlen;
-		enum h1_chunk_rc rc = h1_chunked_feed(&r->ck, v.iov_base, v.iov_len, &used, &dlen);
+		enum http1_chunk_rc rc = http1_chunked_feed(&r->ck, v.iov_base, v.iov_len, &used, &dlen);
 		evbuffer_drain(in, used - dlen);
-		if (rc == H1_CHUNK_BAD)
+		if (rc == HTTP1_CHUNK_BAD)
 			return refuse(c, 400, "malformed chunked body"), GW_EINVAL;
-		if (rc == H1_CHUNK_DONE)
+		if (rc == HTTP1_CHUNK_DONE)
 			break;
-		if (rc == H1_CHUNK_DATA) {
+		if (rc == HTTP1_CHUNK_DATA) {
 			if (evbuffer_get_length(r->chunks) + dlen > c->s->lim.max_body)
 				return refuse(c, 413, "the request body is larger than MAX_BODY_BYTES"), GW_ELIMIT;
 			if (evbuffer_remove_buffer(in, r->chunks, dlen) != (int)dlen)

@@ -1,11 +1,9 @@
-/* h1_parse.c - HTTP/1.1 request heads and chunked bodies. */
+/* h1_parse.c - HTTP/1.1 request heads. */
 #include "front/h1_parse.h"
-#include "util/buf.h"
+#include "util/http1.h"
 
 #include <string.h>
 #include <strings.h>
-
-#define CHUNK_META_MAX 16384 /* sizes, extensions and trailers of one body */
 
 size_t h1_head_end(const char *p, size_t len, size_t *from)
 {
@@ -27,12 +25,6 @@ size_t h1_head_end(const char *p, size_t len, size_t *from)
 	}
 	*from = len;
 	return 0;
-}
-
-static bool is_tchar(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
 /* Cuts the line at *pp and returns it; *pp moves past its terminator.
@@ -73,7 +65,7 @@ static int parse_request_line(char *line, struct h1_head *h, const char **why)
 		return *why = "malformed request line", 400;
 	*sp1 = *sp2 = '\0';
 	for (const char *c = line; *c; c++)
-		if (!is_tchar((unsigned char)*c))
+		if (!http1_is_tchar((unsigned char)*c))
 			return *why = "malformed method", 400;
 	for (const unsigned char *c = (const unsigned char *)sp1 + 1; *c; c++)
 		if (*c <= 0x20 || *c >= 0x7f)
@@ -101,7 +93,7 @@ static int parse_header_line(char *line, struct h1_head *h, const char **why)
 	if (!colon || colon == line)
 		return *why = "malformed header line", 400;
 	for (const char *c = line; c < colon; c++)
-		if (!is_tchar((unsigned char)*c))
+		if (!http1_is_tchar((unsigned char)*c))
 			return *why = "malformed header name", 400;
 	*colon = '\0';
 	char *v = colon + 1;
@@ -120,23 +112,6 @@ static int parse_header_line(char *line, struct h1_head *h, const char **why)
 	h->h[h->n_headers].value = v;
 	h->n_headers++;
 	return 0;
-}
-
-static bool has_token(const char *list, const char *tok)
-{
-	size_t tl = strlen(tok);
-	for (const char *p = list; *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		size_t l = strcspn(p, ",");
-		size_t k = l;
-		while (k && (p[k - 1] == ' ' || p[k - 1] == '\t'))
-			k--;
-		if (k == tl && strncasecmp(p, tok, tl) == 0)
-			return true;
-		p += l;
-	}
-	return false;
 }
 
 static int parse_length(const char *v, int64_t *out)
@@ -170,9 +145,9 @@ static int derive(struct h1_head *h, const char **why)
 				return *why = "only the chunked transfer coding is supported", 501;
 			h->chunked = true;
 		} else if (strcasecmp(n, "Connection") == 0) {
-			if (has_token(v, "close"))
+			if (http1_has_token(v, strlen(v), "close"))
 				h->keep_alive = false;
-			else if (has_token(v, "keep-alive"))
+			else if (http1_has_token(v, strlen(v), "keep-alive"))
 				h->keep_alive = true;
 		} else if (strcasecmp(n, "Expect") == 0) {
 			if (strcasecmp(v, "100-continue") != 0)
@@ -237,133 +212,4 @@ const char *h1_head_get(const struct h1_head *h, const char *name)
 		if (strcasecmp(h->h[i].name, name) == 0)
 			return h->h[i].value;
 	return NULL;
-}
-
-enum { C_SIZE0, C_SIZE, C_BWS, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TLINE, C_TLINE_LF, C_END_LF };
-
-/* One byte of everything but chunk data. */
-static enum h1_chunk_rc meta_byte(struct h1_chunked *c, char ch)
-{
-	if (++c->meta > CHUNK_META_MAX)
-		return H1_CHUNK_BAD;
-	int hv = gw_hexval(ch);
-	switch (c->state) {
-	case C_SIZE0:
-	case C_SIZE:
-		if (hv >= 0) {
-			if (c->left >> 59)
-				return H1_CHUNK_BAD;
-			c->left = c->left * 16 + (uint64_t)hv;
-			c->state = C_SIZE;
-		} else if (c->state == C_SIZE0) {
-			return H1_CHUNK_BAD;
-		} else if (ch == ';') {
-			c->state = C_EXT;
-		} else if (ch == ' ' || ch == '\t') {
-			c->state = C_BWS;
-		} else if (ch == '\r') {
-			c->state = C_SIZE_LF;
-		} else if (ch == '\n') {
-			c->state = c->left ? C_DATA : C_TRAILER;
-		} else {
-			return H1_CHUNK_BAD;
-		}
-		return H1_CHUNK_MORE;
-	case C_BWS: /* blanks after the size: only before an extension or the line end */
-		if (ch == ';')
-			c->state = C_EXT;
-		else if (ch == '\r')
-			c->state = C_SIZE_LF;
-		else if (ch == '\n')
-			c->state = c->left ? C_DATA : C_TRAILER;
-		else if (ch != ' ' && ch != '\t')
-			return H1_CHUNK_BAD;
-		return H1_CHUNK_MORE;
-	case C_EXT:
-		if (ch == '\n')
-			c->state = c->left ? C_DATA : C_TRAILER;
-		else if (ch == '\r')
-			c->state = C_SIZE_LF;
-		else if (ch == '\0')
-			return H1_CHUNK_BAD;
-		return H1_CHUNK_MORE;
-	case C_SIZE_LF:
-		if (ch != '\n')
-			return H1_CHUNK_BAD;
-		c->state = c->left ? C_DATA : C_TRAILER;
-		return H1_CHUNK_MORE;
-	case C_DATA_CR:
-		if (ch == '\r')
-			return c->state = C_DATA_LF, H1_CHUNK_MORE;
-		if (ch == '\n')
-			return c->state = C_SIZE0, H1_CHUNK_MORE;
-		return H1_CHUNK_BAD;
-	case C_DATA_LF:
-		if (ch != '\n')
-			return H1_CHUNK_BAD;
-		return c->state = C_SIZE0, H1_CHUNK_MORE;
-	case C_TRAILER:
-		if (ch == '\n')
-			return H1_CHUNK_DONE;
-		c->state = ch == '\r' ? C_END_LF : C_TLINE;
-		return H1_CHUNK_MORE;
-	case C_TLINE:
-		if (ch == '\n')
-			c->state = C_TRAILER;
-		else if (ch == '\r')
-			c->state = C_TLINE_LF;
-		else if (ch == '\0')
-			return H1_CHUNK_BAD;
-		return H1_CHUNK_MORE;
-	case C_TLINE_LF:
-		if (ch != '\n')
-			return H1_CHUNK_BAD;
-		return c->state = C_TRAILER, H1_CHUNK_MORE;
-	case C_END_LF:
-		return ch == '\n' ? H1_CHUNK_DONE : H1_CHUNK_BAD;
-	}
-	return H1_CHUNK_BAD;
-}
-
-enum h1_chunk_rc h1_chunked_feed(struct h1_chunked *c, const char *in, size_t len, size_t *used,
-				 size_t *dlen)
-{
-	size_t i = 0;
-	enum h1_chunk_rc rc = H1_CHUNK_MORE;
-	*dlen = 0;
-	while (i < len && rc == H1_CHUNK_MORE) {
-		if (c->state == C_DATA) {
-			size_t n = len - i < c->left ? len - i : (size_t)c->left;
-			c->left -= n;
-			if (!c->left)
-				c->state = C_DATA_CR;
-			*dlen = n;
-			*used = i + n;
-			return H1_CHUNK_DATA;
-		}
-		rc = meta_byte(c, in[i++]);
-	}
-	*used = i;
-	return rc;
-}
-
-enum gw_err h1_chunked_decode(const char *in, size_t len, size_t *used, struct buf *out)
-{
-	struct h1_chunked c = { 0 };
-	size_t at = 0;
-	for (;;) {
-		size_t u, d;
-		enum h1_chunk_rc rc = h1_chunked_feed(&c, in + at, len - at, &u, &d);
-		at += u;
-		*used = at;
-		if (rc == H1_CHUNK_DONE)
-			return GW_OK;
-		if (rc == H1_CHUNK_BAD)
-			return GW_EINVAL;
-		if (rc == H1_CHUNK_MORE)
-			return GW_EAGAIN;
-		enum gw_err err = buf_add(out, in + at - d, d);
-		if (err)
-			return err;
-	}
 }

@@ -1,4 +1,5 @@
-/* h1_parse.h - HTTP/1.1 request framing (RFC 9112) from client bytes.
+/* h1_parse.h - HTTP/1.1 request heads (RFC 9112) from client bytes; chunked
+ * bodies are util/http1.h's.
  *
  * Pure functions over memory, no I/O, so the fuzzer can drive them. The
  * rules are strict where leniency lets a request be read two ways
@@ -8,8 +9,6 @@
 #define GW_H1_PARSE_H
 
 #include "gw.h"
-
-struct buf;
 
 #define H1_MAX_HEADERS 100
 
@@ -58,27 +57,5 @@ size_t h1_head_slots(const char *p, size_t len);
 
 /* The value of header name (case-insensitive), NULL when absent. */
 const char *h1_head_get(const struct h1_head *h, const char *name);
-
-/* Incremental decoder of a chunked body, zero-copy: it hands back where the
- * data lies in the input and the caller moves it where it wants. */
-struct h1_chunked {
-	int state;
-	uint64_t left;     /* bytes left in the current chunk */
-	size_t meta;       /* bytes of sizes, extensions and trailers seen */
-};
-
-enum h1_chunk_rc {
-	H1_CHUNK_MORE,     /* all of the input consumed, the body goes on */
-	H1_CHUNK_DATA,     /* in[*used - *dlen .. *used) is body data */
-	H1_CHUNK_DONE,     /* the body ended at *used; what follows is the next request */
-	H1_CHUNK_BAD,
-};
-
-enum h1_chunk_rc h1_chunked_feed(struct h1_chunked *c, const char *in, size_t len, size_t *used,
-				 size_t *dlen);
-
-/* Decodes a whole chunked body held in memory into out (whose max bounds
- * it); GW_EAGAIN when it is not complete, GW_ELIMIT when too large. */
-enum gw_err h1_chunked_decode(const char *in, size_t len, size_t *used, struct buf *out) GW_MUSTCHECK;
 
 #endif

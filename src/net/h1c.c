@@ -18,6 +18,7 @@
 #include "net/cio.h"
 #include "net/h1c_parse.h"
 #include "net/httpc_internal.h"
+#include "util/http1.h"
 
 #include <event2/event.h>
 #include <stdio.h>
@@ -58,7 +59,7 @@ struct h1c_call {
 	struct buf *body, *hdrs;
 	struct h1c_head head;
 	bool have_head;
-	struct h1c_chunks chunks;
+	struct http1_chunked chunks;
 	bool head_req;
 	bool reused;           /* on a kept connection */
 	bool resent;
@@ -321,33 +322,51 @@ static enum step read_head(struct h1c_call *c)
 	return STEP_DONE;
 }
 
+/* Moves the chunked body's data in c->in to the body; STEP_DONE at its
+ * end (what follows stays in c->in). */
+static enum step read_chunks(struct h1c_call *c)
+{
+	size_t at = 0;
+	enum http1_chunk_rc rc;
+	do {
+		size_t used, dlen;
+		rc = http1_chunked_feed(&c->chunks, c->in.p + at, c->in.len - at, &used, &dlen);
+		at += used;
+		if (rc == HTTP1_CHUNK_BAD)
+			return fail_with(c, GW_EPROTO);
+		if (rc == HTTP1_CHUNK_DATA) {
+			enum gw_err err = buf_add(c->body, c->in.p + at - dlen, dlen);
+			if (err)
+				return fail_with(c, err);
+		}
+	} while (rc == HTTP1_CHUNK_DATA);
+	consume(&c->in, at);
+	return rc == HTTP1_CHUNK_DONE ? STEP_DONE : STEP_MORE;
+}
+
 static enum step read_body(struct h1c_call *c)
 {
-	enum gw_err err = GW_OK;
 	size_t take = c->in.len;
 	switch (c->head.body) {
 	case H1C_BODY_NONE:
 		return STEP_DONE;
+	case H1C_BODY_CHUNKED:
+		return read_chunks(c);
 	case H1C_BODY_LENGTH:
 		if ((uint64_t)take > c->head.content_length)
 			take = (size_t)c->head.content_length;
-		err = buf_add(c->body, c->in.p, take);
-		c->head.content_length -= take;
-		break;
-	case H1C_BODY_CHUNKED:
-		err = h1c_dechunk(&c->chunks, c->in.p, c->in.len, c->body, &take);
 		break;
 	case H1C_BODY_CLOSE:
-		err = buf_add(c->body, c->in.p, take);
 		break;
 	}
-	if (err && err != GW_EAGAIN)
+	enum gw_err err = buf_add(c->body, c->in.p, take);
+	if (err)
 		return fail_with(c, err);
 	consume(&c->in, take);
-	if (c->head.body == H1C_BODY_LENGTH)
+	if (c->head.body == H1C_BODY_LENGTH) {
+		c->head.content_length -= take;
 		return c->head.content_length ? STEP_MORE : STEP_DONE;
-	if (c->head.body == H1C_BODY_CHUNKED)
-		return err == GW_OK ? STEP_DONE : STEP_MORE;
+	}
 	return STEP_MORE; /* until the server closes */
 }
 

@@ -1,36 +1,17 @@
-/* h1c_parse.c - response heads and chunked bodies (RFC 9112), strictly:
- * a body whose framing is unclear is refused rather than guessed, because
- * a guess on a kept connection would read one response as part of the
- * next. */
+/* h1c_parse.c - response heads (RFC 9112), strictly: a body whose framing
+ * is unclear is refused rather than guessed, because a guess on a kept
+ * connection would read one response as part of the next. Chunked bodies
+ * are util/http1.h's, as the server's are. */
 #include "net/h1c_parse.h"
+#include "util/http1.h"
 
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
-#define LINE_MAX_EXT 4096 /* a chunk extension line, which we ignore */
-
 static bool ieq(const char *a, size_t an, const char *b)
 {
 	return an == strlen(b) && strncasecmp(a, b, an) == 0;
-}
-
-bool h1c_has_token(const char *v, size_t n, const char *tok)
-{
-	size_t i = 0;
-	while (i < n) {
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		size_t s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		size_t e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e > s && ieq(v + s, e - s, tok))
-			return true;
-	}
-	return false;
 }
 
 enum gw_err h1c_status_line(const char *p, size_t n, int *status)
@@ -98,19 +79,6 @@ struct seen {
 	uint64_t content_length;
 };
 
-static bool is_tchar(unsigned char c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	switch (c) {
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-	case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-		return true;
-	default:
-		return false;
-	}
-}
-
 enum gw_err h1c_split_header(const char *q, const char *le, size_t *nl, const char **v,
 			     size_t *vl)
 {
@@ -135,7 +103,7 @@ static enum gw_err header_line(const char *q, const char *le, struct seen *s)
 	if (h1c_split_header(q, le, &nl, &v, &vl))
 		return GW_EPROTO;
 	for (size_t i = 0; i < nl; i++)
-		if (!is_tchar((unsigned char)q[i]))
+		if (!http1_is_tchar((unsigned char)q[i]))
 			return GW_EPROTO; /* also refuses folded lines, which start with a space */
 	if (ieq(q, nl, "content-length")) {
 		uint64_t x;
@@ -149,8 +117,8 @@ static enum gw_err header_line(const char *q, const char *le, struct seen *s)
 			s->coding = true;
 		s->chunked = true;
 	} else if (ieq(q, nl, "connection")) {
-		s->close = s->close || h1c_has_token(v, vl, "close");
-		s->keep_alive = s->keep_alive || h1c_has_token(v, vl, "keep-alive");
+		s->close = s->close || http1_has_token(v, vl, "close");
+		s->keep_alive = s->keep_alive || http1_has_token(v, vl, "keep-alive");
 	}
 	return GW_OK;
 }
@@ -227,137 +195,4 @@ enum gw_err h1c_parse_head(const char *p, size_t n, bool head_req, struct h1c_he
 			bad = head_line(p, q, le, h, &s);
 		q = le + 2;
 	}
-}
-
-/* ---- chunked bodies ---- */
-
-enum {
-	CK_SIZE,     /* hex digits of the chunk size */
-	CK_SIZE_END, /* spaces, then ';' or CR */
-	CK_EXT,      /* an extension: skipped to CR */
-	CK_SIZE_LF,
-	CK_DATA,
-	CK_DATA_CR,
-	CK_DATA_LF,
-	CK_TRAILER,  /* start of a trailer line, or the final CRLF */
-	CK_TRAILER_LINE,
-	CK_TRAILER_LF,
-	CK_FINAL_LF,
-	CK_DONE,
-};
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)(c | 0x20);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* One byte of framing (not data). GW_EAGAIN: keep going. */
-static enum gw_err frame_byte(struct h1c_chunks *c, char ch)
-{
-	switch (c->st) {
-	case CK_SIZE: {
-		int v = hexval(ch);
-		if (v >= 0) {
-			if (c->digits == 15)
-				return GW_EPROTO; /* no body here comes near 2^60 bytes */
-			c->left = c->left * 16 + (uint64_t)v;
-			c->digits++;
-			return GW_EAGAIN;
-		}
-		if (c->digits == 0)
-			return GW_EPROTO;
-		c->st = CK_SIZE_END;
-	}
-		/* fall through */
-	case CK_SIZE_END:
-		if (ch == ' ' || ch == '\t')
-			return GW_EAGAIN;
-		if (ch == ';') {
-			c->st = CK_EXT;
-			c->line = 0;
-			return GW_EAGAIN;
-		}
-		if (ch != '\r')
-			return GW_EPROTO;
-		c->st = CK_SIZE_LF;
-		return GW_EAGAIN;
-	case CK_EXT:
-		if (ch == '\r')
-			c->st = CK_SIZE_LF;
-		else if (ch == '\n' || ++c->line > LINE_MAX_EXT)
-			return GW_EPROTO;
-		return GW_EAGAIN;
-	case CK_SIZE_LF:
-		if (ch != '\n')
-			return GW_EPROTO;
-		c->st = c->left ? CK_DATA : CK_TRAILER;
-		return GW_EAGAIN;
-	case CK_DATA_CR:
-		if (ch != '\r')
-			return GW_EPROTO;
-		c->st = CK_DATA_LF;
-		return GW_EAGAIN;
-	case CK_DATA_LF:
-		if (ch != '\n')
-			return GW_EPROTO;
-		c->st = CK_SIZE;
-		c->digits = 0;
-		return GW_EAGAIN;
-	case CK_TRAILER:
-		if (ch == '\r') {
-			c->st = CK_FINAL_LF;
-			return GW_EAGAIN;
-		}
-		c->st = CK_TRAILER_LINE;
-		/* fall through */
-	case CK_TRAILER_LINE:
-		/* Trailers are read and dropped; they are bounded like a head. */
-		if (++c->trailers > H1C_HEAD_MAX || ch == '\n')
-			return GW_EPROTO;
-		if (ch == '\r')
-			c->st = CK_TRAILER_LF;
-		return GW_EAGAIN;
-	case CK_TRAILER_LF:
-		if (ch != '\n')
-			return GW_EPROTO;
-		c->st = CK_TRAILER;
-		return GW_EAGAIN;
-	case CK_FINAL_LF:
-		if (ch != '\n')
-			return GW_EPROTO;
-		c->st = CK_DONE;
-		return GW_OK;
-	default:
-		return GW_EPROTO;
-	}
-}
-
-enum gw_err h1c_dechunk(struct h1c_chunks *c, const char *p, size_t n, struct buf *out,
-			size_t *used)
-{
-	size_t i = 0;
-	enum gw_err err = c->st == CK_DONE ? GW_OK : GW_EAGAIN;
-	while (i < n && err == GW_EAGAIN) {
-		if (c->st == CK_DATA) {
-			size_t take = n - i;
-			if ((uint64_t)take > c->left)
-				take = (size_t)c->left;
-			enum gw_err e = buf_add(out, p + i, take);
-			if (e) {
-				err = e;
-				break;
-			}
-			i += take;
-			c->left -= take;
-			if (c->left == 0)
-				c->st = CK_DATA_CR;
-			continue;
-		}
-		err = frame_byte(c, p[i++]);
-	}
-	*used = i;
-	return err;
 }

@@ -1,15 +1,15 @@
 /* h1c_parse.h - the reading side of the HTTP/1.1 client (h1c.c): response
- * heads and chunked bodies, as pure functions over bytes from upstream. */
+ * heads, as pure functions over bytes from upstream (chunked bodies are
+ * util/http1.h's). */
 #ifndef GW_H1C_PARSE_H
 #define GW_H1C_PARSE_H
 
 #include "gw.h"
-#include "util/buf.h"
 
 #include <stdint.h>
 
 /* A response head (status line, header lines, blank line) may not exceed
- * this, nor may a chunked body's trailers. */
+ * this. */
 #define H1C_HEAD_MAX 65536
 
 enum h1c_body {
@@ -46,26 +46,5 @@ enum gw_err h1c_status_line(const char *p, size_t n, int *status) GW_MUSTCHECK;
  * name. */
 enum gw_err h1c_split_header(const char *q, const char *le, size_t *nl, const char **v,
 			     size_t *vl) GW_MUSTCHECK;
-
-/* Whether the comma-separated list v[0..n) holds token tok (any case). */
-bool h1c_has_token(const char *v, size_t n, const char *tok);
-
-/* Where a chunked body's decoder stands between calls; zero it to start. */
-struct h1c_chunks {
-	uint8_t st;
-	uint8_t digits;
-	uint32_t line;   /* bytes of the current chunk extension */
-	uint32_t trailers; /* bytes of trailers so far */
-	uint64_t left;   /* data bytes of the current chunk still to come */
-};
-
-/* Decodes chunked body bytes p[0..n) onto out (whose ceiling bounds the
- * body); *used is how many bytes of p were consumed.
- *   GW_OK      the body ended (last chunk, trailers, blank line); bytes
- *              after *used belong to the next response
- *   GW_EAGAIN  all of p consumed, more is needed
- *   GW_EPROTO  malformed; GW_ELIMIT  over out's ceiling; GW_ENOMEM */
-enum gw_err h1c_dechunk(struct h1c_chunks *c, const char *p, size_t n, struct buf *out,
-			size_t *used) GW_MUSTCHECK;
 
 #endif

@@ -43,6 +43,7 @@
 #include "net/cio.h"
 #include "net/h1c.h"
 #include "net/h1c_parse.h"
+#include "util/http1.h"
 #include "net/httpc_internal.h"
 #include "net/ws_internal.h"
 #include "util/buf.h"
@@ -175,7 +176,7 @@ static enum gw_err parse_header_line(const char *q, const char *le, const char *
 	if (ieq(q, nl, "upgrade"))
 		s->upgrade = ieq(v, vl, "websocket");
 	else if (ieq(q, nl, "connection"))
-		s->connection = h1c_has_token(v, vl, "upgrade");
+		s->connection = http1_has_token(v, vl, "upgrade");
 	else if (ieq(q, nl, "sec-websocket-accept"))
 		s->accept = vl == strlen(accept) && vl > 0 && memcmp(v, accept, vl) == 0;
 	else if (ieq(q, nl, "sec-websocket-extensions"))

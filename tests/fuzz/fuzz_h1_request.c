@@ -6,6 +6,7 @@
 
 #include "front/h1_parse.h"
 #include "util/buf.h"
+#include "util/http1.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -29,28 +30,28 @@ static void check_chunked(const char *p, size_t len, size_t step)
 	buf_init(&whole, 4096);
 	buf_init(&pieces, 4096);
 	size_t used_whole = 0;
-	enum gw_err err = h1_chunked_decode(p, len, &used_whole, &whole);
+	enum gw_err err = http1_chunked_decode(p, len, &used_whole, &whole);
 	GW_ASSERT(used_whole <= len);
 
-	struct h1_chunked ck = { 0 };
+	struct http1_chunked ck = { 0 };
 	size_t at = 0;
-	enum h1_chunk_rc rc = H1_CHUNK_MORE;
+	enum http1_chunk_rc rc = HTTP1_CHUNK_MORE;
 	bool over = false;
-	while (at < len && (rc == H1_CHUNK_MORE || rc == H1_CHUNK_DATA)) {
+	while (at < len && (rc == HTTP1_CHUNK_MORE || rc == HTTP1_CHUNK_DATA)) {
 		size_t n = len - at < step ? len - at : step, used, dlen;
-		rc = h1_chunked_feed(&ck, p + at, n, &used, &dlen);
+		rc = http1_chunked_feed(&ck, p + at, n, &used, &dlen);
 		GW_ASSERT(used <= n && dlen <= used);
-		GW_ASSERT(rc != H1_CHUNK_MORE || used == n);
-		if (rc == H1_CHUNK_DATA && buf_add(&pieces, p + at + used - dlen, dlen) != GW_OK)
+		GW_ASSERT(rc != HTTP1_CHUNK_MORE || used == n);
+		if (rc == HTTP1_CHUNK_DATA && buf_add(&pieces, p + at + used - dlen, dlen) != GW_OK)
 			over = true;
 		at += used;
 	}
 	if (err == GW_OK && !over) {
-		GW_ASSERT(rc == H1_CHUNK_DONE && at == used_whole);
+		GW_ASSERT(rc == HTTP1_CHUNK_DONE && at == used_whole);
 		GW_ASSERT(whole.len == pieces.len && memcmp(whole.p ? whole.p : "", pieces.p ? pieces.p : "", whole.len) == 0);
 	}
 	if (err == GW_EINVAL)
-		GW_ASSERT(rc == H1_CHUNK_BAD || over);
+		GW_ASSERT(rc == HTTP1_CHUNK_BAD || over);
 	buf_release(&whole);
 	buf_release(&pieces);
 }

@@ -1,5 +1,5 @@
-/* test_h1_parse.c - request heads and chunked bodies (RFC 9112), including
- * the framing ambiguities that enable request smuggling. */
+/* test_h1_parse.c - request heads (RFC 9112), including the framing
+ * ambiguities that enable request smuggling. Chunked bodies: test_http1.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,81 +148,6 @@ static void test_header_count_bound(void **state)
 
 /* Feeds s in pieces of step bytes, collecting the data spans; returns the
  * last code and the bytes used. */
-static enum h1_chunk_rc feed(const char *s, size_t step, struct buf *out, size_t *total_used)
-{
-	struct h1_chunked ck = { 0 };
-	size_t n = strlen(s), at = 0;
-	enum h1_chunk_rc rc = H1_CHUNK_MORE;
-	while (at < n && (rc == H1_CHUNK_MORE || rc == H1_CHUNK_DATA)) {
-		size_t len = n - at < step ? n - at : step, used, dlen;
-		rc = h1_chunked_feed(&ck, s + at, len, &used, &dlen);
-		assert_true(used <= len && dlen <= used);
-		if (rc == H1_CHUNK_DATA)
-			assert_int_equal(buf_add(out, s + at + used - dlen, dlen), GW_OK);
-		else
-			assert_int_equal(dlen, 0);
-		if (rc == H1_CHUNK_MORE)
-			assert_int_equal(used, len);
-		at += used;
-	}
-	*total_used = at;
-	return rc;
-}
-
-static void test_chunked_any_split(void **state)
-{
-	(void)state;
-	const char *body = "5\r\nhello\r\n6;ext=1\r\n world\r\nA \r\n0123456789\r\n0\r\nTrailer: x\r\n\r\nGET";
-	for (size_t step = 1; step < 80; step++) {
-		struct buf out;
-		buf_init(&out, 1024);
-		size_t used;
-		assert_int_equal(feed(body, step, &out, &used), H1_CHUNK_DONE);
-		assert_int_equal(used, strlen(body) - 3); /* the next request is left */
-		assert_string_equal(out.p, "hello world0123456789");
-		buf_release(&out);
-	}
-	struct buf out;
-	buf_init(&out, 1024);
-	size_t used;
-	assert_int_equal(h1_chunked_decode(body, strlen(body), &used, &out), GW_OK);
-	assert_int_equal(used, strlen(body) - 3);
-	assert_string_equal(out.p, "hello world0123456789");
-	buf_reset(&out);
-	assert_int_equal(h1_chunked_decode(body, 20, &used, &out), GW_EAGAIN);
-	buf_release(&out);
-}
-
-static void test_chunked_refusals(void **state)
-{
-	(void)state;
-	static const char *bad[] = {
-		"x\r\n", "5\r\nhelloX\r\n", "\r\n", "5\rX", "0\r\n\r\r", "0\r\nT: v\rX", "fffffffffffffffffff\r\n", "5 x\r\n",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct buf out;
-		buf_init(&out, 1024);
-		size_t used;
-		if (feed(bad[i], 3, &out, &used) != H1_CHUNK_BAD)
-			fail_msg("case %zu accepted", i);
-		buf_release(&out);
-	}
-	struct buf small;
-	buf_init(&small, 4);
-	size_t used;
-	assert_int_equal(h1_chunked_decode("5\r\nhello\r\n0\r\n\r\n", 15, &used, &small), GW_ELIMIT);
-	buf_release(&small);
-	/* Endless extensions are bounded. */
-	struct h1_chunked ck = { 0 };
-	char ext[1024];
-	memset(ext, 'e', sizeof(ext));
-	size_t dlen;
-	enum h1_chunk_rc rc = h1_chunked_feed(&ck, "1;", 2, &used, &dlen);
-	for (int i = 0; i < 100 && rc == H1_CHUNK_MORE; i++)
-		rc = h1_chunked_feed(&ck, ext, sizeof(ext), &used, &dlen);
-	assert_int_equal(rc, H1_CHUNK_BAD);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,8 +156,6 @@ int main(void)
 		cmocka_unit_test(test_connection_semantics),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_header_count_bound),
-		cmocka_unit_test(test_chunked_any_split),
-		cmocka_unit_test(test_chunked_refusals),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
