@@ -62,7 +62,6 @@ struct h1c_call {
 	struct http1_chunked chunks;
 	bool head_req;
 	bool reused;           /* on a kept connection */
-	bool resent;
 	bool got;              /* a byte of the response arrived */
 	struct event *timer;
 	h1c_done_fn *cb;
@@ -104,11 +103,6 @@ size_t h1c_origin_len(const char *url)
 	if (a == 0 || memchr(url + s, '@', a))
 		return 0;
 	return s + a;
-}
-
-bool h1c_url_ok(const char *url)
-{
-	return url && h1c_origin_len(url) > 0;
 }
 
 /* ---- connections ---- */
@@ -387,8 +381,7 @@ static void resend(struct h1c_call *c)
 {
 	conn_close(c->conn);
 	c->conn = NULL;
-	c->resent = true;
-	c->reused = false;
+	c->reused = false; /* so a second close is the call's end */
 	c->out_off = 0;
 	enum gw_err err = conn_open(c);
 	if (err)
@@ -401,7 +394,7 @@ static void conn_ended(struct h1c_call *c, ssize_t r)
 	if (r == 0 && c->have_head && c->head.body == H1C_BODY_CLOSE) {
 		c->head.keep_alive = false;
 		finish(c, GW_OK, NULL);
-	} else if (!c->got && c->reused && !c->resent) {
+	} else if (!c->got && c->reused) {
 		resend(c); /* the server closed the kept connection first */
 	} else {
 		finish(c, GW_EIO, r == 0 ? "upstream closed the connection before the response ended"
@@ -649,7 +642,7 @@ enum gw_err h1c_call_start(struct h1c *p, const struct h1c_req *q, h1c_done_fn *
 			   struct h1c_call **out)
 {
 	*out = NULL;
-	size_t olen = h1c_origin_len(q->url);
+	size_t olen = q->origin_len;
 	if (!olen || strpbrk(q->method, " \r\n") || !q->resp_body || !q->resp_hdrs)
 		return GW_EINVAL;
 	struct h1c_call *c = gw_calloc(1, sizeof(*c));

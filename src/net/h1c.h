@@ -33,7 +33,8 @@ typedef void h1c_done_fn(void *arg, const struct h1c_result *r);
 
 struct h1c_req {
 	const char *method;
-	const char *url;                   /* h1c_url_ok(url) */
+	const char *url;
+	size_t origin_len;                 /* h1c_origin_len(url), not 0 */
 	const char *hdr_block;             /* from h1c_headers_render */
 	size_t hdr_len;
 	unsigned hdr_flags;
@@ -58,11 +59,10 @@ struct h1c *h1c_new(struct httpc *h);
 /* Closes the kept connections; no call may be in flight. */
 void h1c_free(struct h1c *p);
 
-/* Whether url can go this way: http(s)://authority[/path][?query], plain
- * printable ASCII, no user info, no fragment. Others go through curl. */
-bool h1c_url_ok(const char *url);
-/* The length of url's "scheme://authority" when h1c_url_ok(url), else 0:
- * the rest is the request target, written as it is. */
+/* The length of url's "scheme://authority" when url can go this way,
+ * else 0: http(s)://authority[/path][?query], plain printable ASCII, no
+ * user info, no fragment (others go through curl). The rest of url is the
+ * request target, written as it is. */
 size_t h1c_origin_len(const char *url);
 
 enum gw_err h1c_call_start(struct h1c *p, const struct h1c_req *q, h1c_done_fn *cb, void *arg,

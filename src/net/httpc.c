@@ -96,7 +96,7 @@ struct httpc_call {
 	struct httpc_owner owner; /* first: CURLOPT_PRIVATE points here */
 	struct httpc *h;
 	CURL *easy;             /* NULL while queued, and for direct calls */
-	bool direct;            /* written and read by h1c.c, not by curl */
+	size_t olen;            /* h1c_origin_len(url); 0: the call goes through curl */
 	struct h1c_call *lc;    /* a direct call in flight */
 	struct buf dhdrs;       /* a direct call's header lines, as sent */
 	unsigned dflags;        /* H1C_HAS_* */
@@ -688,7 +688,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 	if (ml >= sizeof(c->method))
 		return GW_EINVAL;
 	memcpy(c->method, o->method, ml + 1);
-	c->direct = o->direct && h1c_url_ok(o->url);
+	c->olen = o->direct ? h1c_origin_len(o->url) : 0;
 	buf_init(&c->dhdrs, HTTPC_MAX_HEADER_BYTES);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTPC_CALL_TIMEOUT_MS;
 	c->max_resp = o->max_resp_bytes ? o->max_resp_bytes : HTTPC_MAX_RESP_BYTES;
@@ -697,7 +697,7 @@ static enum gw_err call_prepare(struct httpc_call *c, const struct httpc_call_op
 			return GW_ENOMEM;
 		c->body_len = o->body_len;
 	}
-	return c->direct ? h1c_headers_render(o->headers, &c->dhdrs, &c->dflags) : make_headers(c, o);
+	return c->olen ? h1c_headers_render(o->headers, &c->dhdrs, &c->dflags) : make_headers(c, o);
 }
 
 static enum gw_err call_setup(struct httpc_call *c, const char *url, long timeout_ms)
@@ -795,6 +795,7 @@ static enum gw_err direct_launch(struct httpc_call *c, const char *url, long lef
 	struct h1c_req q = {
 		.method = c->method,
 		.url = url,
+		.origin_len = c->olen,
 		.hdr_block = c->dhdrs.p,
 		.hdr_len = c->dhdrs.len,
 		.hdr_flags = c->dflags,
@@ -813,7 +814,7 @@ static enum gw_err call_launch(struct httpc_call *c, const char *url)
 	long left = c->timeout_ms - (long)((gw_now_us() - c->t0_us) / 1000);
 	if (left <= 0)
 		return GW_ETIMEOUT;
-	if (c->direct)
+	if (c->olen)
 		return direct_launch(c, url, left);
 	if (!(c->easy = httpc__easy_get(c->h)))
 		return GW_ENOMEM;
