@@ -9,11 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-static bool ieq(const char *a, size_t an, const char *b)
-{
-	return an == strlen(b) && strncasecmp(a, b, an) == 0;
-}
-
 enum gw_err h1c_status_line(const char *p, size_t n, int *status)
 {
 	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)p[7]) ||
@@ -105,18 +100,18 @@ static enum gw_err header_line(const char *q, const char *le, struct seen *s)
 	for (size_t i = 0; i < nl; i++)
 		if (!http1_is_tchar((unsigned char)q[i]))
 			return GW_EPROTO; /* also refuses folded lines, which start with a space */
-	if (ieq(q, nl, "content-length")) {
+	if (http1_ieq(q, nl, "content-length")) {
 		uint64_t x;
 		if (parse_length(v, vl, &x) || (s->length && x != s->content_length))
 			return GW_EPROTO;
 		s->length = true;
 		s->content_length = x;
-	} else if (ieq(q, nl, "transfer-encoding")) {
+	} else if (http1_ieq(q, nl, "transfer-encoding")) {
 		/* chunked must come last, and nothing before it is asked for. */
-		if (s->chunked || !ieq(v, vl, "chunked"))
+		if (s->chunked || !http1_ieq(v, vl, "chunked"))
 			s->coding = true;
 		s->chunked = true;
-	} else if (ieq(q, nl, "connection")) {
+	} else if (http1_ieq(q, nl, "connection")) {
 		s->close = s->close || http1_has_token(v, vl, "close");
 		s->keep_alive = s->keep_alive || http1_has_token(v, vl, "keep-alive");
 	}

@@ -157,11 +157,6 @@ void ws__accept_for_key(const char *key, char out[29])
 	EVP_EncodeBlock((unsigned char *)out, md, 20);
 }
 
-static bool ieq(const char *a, size_t an, const char *b)
-{
-	return an == strlen(b) && strncasecmp(a, b, an) == 0;
-}
-
 struct hs_seen {
 	bool upgrade, connection, accept, extensions;
 };
@@ -173,13 +168,13 @@ static enum gw_err parse_header_line(const char *q, const char *le, const char *
 	const char *v;
 	if (h1c_split_header(q, le, &nl, &v, &vl))
 		return GW_EPROTO;
-	if (ieq(q, nl, "upgrade"))
-		s->upgrade = ieq(v, vl, "websocket");
-	else if (ieq(q, nl, "connection"))
+	if (http1_ieq(q, nl, "upgrade"))
+		s->upgrade = http1_ieq(v, vl, "websocket");
+	else if (http1_ieq(q, nl, "connection"))
 		s->connection = http1_has_token(v, vl, "upgrade");
-	else if (ieq(q, nl, "sec-websocket-accept"))
+	else if (http1_ieq(q, nl, "sec-websocket-accept"))
 		s->accept = vl == strlen(accept) && vl > 0 && memcmp(v, accept, vl) == 0;
-	else if (ieq(q, nl, "sec-websocket-extensions"))
+	else if (http1_ieq(q, nl, "sec-websocket-extensions"))
 		s->extensions = true;
 	return GW_OK;
 }

@@ -20,9 +20,9 @@ bool http1_is_tchar(unsigned char c)
 	}
 }
 
-static bool ieq(const char *a, size_t an, const char *b)
+bool http1_ieq(const char *a, size_t n, const char *lit)
 {
-	return an == strlen(b) && strncasecmp(a, b, an) == 0;
+	return n == strlen(lit) && strncasecmp(a, lit, n) == 0;
 }
 
 bool http1_has_token(const char *v, size_t n, const char *tok)
@@ -37,7 +37,7 @@ bool http1_has_token(const char *v, size_t n, const char *tok)
 		size_t e = i;
 		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
 			e--;
-		if (e > s && ieq(v + s, e - s, tok))
+		if (e > s && http1_ieq(v + s, e - s, tok))
 			return true;
 	}
 	return false;

@@ -14,6 +14,9 @@ struct buf;
 /* Whether c may stand in a token (a method, a header name). */
 bool http1_is_tchar(unsigned char c);
 
+/* Whether a[0..n) is lit, ignoring case (header names, tokens). */
+bool http1_ieq(const char *a, size_t n, const char *lit);
+
 /* Whether the comma-separated list v[0..n) holds token tok (any case). */
 bool http1_has_token(const char *v, size_t n, const char *tok);
 
