@@ -27,6 +27,13 @@ void chat_req_free(struct chat_req *req)
 	gw_free(req);
 }
 
+void chat_error_local(struct chat_error *e, const char *what)
+{
+	chat_error_set(e, 503, "unavailable", "local_resources",
+		       "The gateway is out of descriptors or memory (%s); retry shortly.", what);
+	e->retry_after = 1;
+}
+
 void chat_error_set(struct chat_error *e, int status, const char *type, const char *code,
 		    const char *fmt, ...)
 {

@@ -41,6 +41,11 @@ struct chat_error {
 
 void chat_error_set(struct chat_error *e, int status, const char *type, const char *code,
 		    const char *fmt, ...) GW_PRINTF(5, 6);
+/* The gateway itself found no descriptor or memory for `what` (an upstream
+ * call failed with GW_ENOMEM): 503 local_resources with Retry-After 1. It
+ * is not the upstream's fault nor the account's, so no breaker counts it
+ * (call.c), and it is soon over. */
+void chat_error_local(struct chat_error *e, const char *what);
 
 /* Reply events, in order: any number of TEXT and REASONING, then exactly one
  * of DONE or ERROR. Pointers are borrowed for the duration of the callback. */

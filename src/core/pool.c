@@ -622,7 +622,10 @@ static void refresh_fail(struct refresh *r, enum gw_err err, int status, const c
 		engine_error_excerpt(resp->body, resp->body_len, excerpt, sizeof(excerpt));
 	else if (resp)
 		snprintf(excerpt, sizeof(excerpt), "%s", resp->error);
-	if (err == GW_EAUTH) {
+	if (resp && resp->err == GW_ENOMEM) {
+		log_warn(NULL, "%s: %s: %s", r->a->id, what, excerpt);
+		chat_error_local(&e, what);
+	} else if (err == GW_EAUTH) {
 		log_error(NULL, "%s: signed out (%s); replace CLERK_COOKIE and send SIGHUP", r->a->id, excerpt);
 		chat_error_set(&e, 503, "unavailable", "account_signed_out",
 			       "The upstream account is signed out; the operator must renew CLERK_COOKIE.");
@@ -983,10 +986,7 @@ static void on_adapters(const struct httpc_resp *resp, void *arg)
 	struct chat_error e;
 	char excerpt[160] = "";
 	if (resp->err == GW_ENOMEM) {
-		/* Our own shortage, not the upstream's fault: as ctonew's. */
-		chat_error_set(&e, 503, "unavailable", "local_resources",
-			       "Could not fetch the model list: %s", resp->error);
-		e.retry_after = 1;
+		chat_error_local(&e, "the model list");
 		models_finish(f, NULL, &e);
 		return;
 	}

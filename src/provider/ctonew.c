@@ -146,9 +146,7 @@ static void turn_fail(struct turn *t, int status, const char *type, const char *
 static void fail_local(struct turn *t, const char *what)
 {
 	struct chat_error e;
-	chat_error_set(&e, 503, "unavailable", "local_resources",
-		       "The gateway is out of descriptors or memory (%s); retry shortly.", what);
-	e.retry_after = 1;
+	chat_error_local(&e, what);
 	turn_fail_with(t, &e);
 }
 
