@@ -573,11 +573,6 @@ enum gw_err h1c_headers_render(const char *const *lines, struct buf *b, unsigned
 	return err;
 }
 
-static bool method_has_body(const char *m)
-{
-	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
-}
-
 static enum gw_err build_request(struct h1c_call *c, const struct h1c_req *q, size_t olen)
 {
 	struct buf *b = &c->out;
@@ -601,7 +596,7 @@ static enum gw_err build_request(struct h1c_call *c, const struct h1c_req *q, si
 		err = buf_adds(b, "Accept: */*\r\n");
 	if (!err)
 		err = buf_add(b, q->hdr_block, q->hdr_len);
-	if (!err && (q->body || method_has_body(q->method))) {
+	if (!err && (q->body || http1_method_has_body(q->method))) {
 		err = buf_adds(b, "Content-Length: ");
 		if (!err)
 			err = buf_add_i64(b, (int64_t)q->body_len);

@@ -14,6 +14,7 @@
 #include "net/h1c.h"
 #include "net/httpc_internal.h"
 #include "util/buf.h"
+#include "util/http1.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -651,12 +652,13 @@ static enum gw_err set_method(struct httpc_call *c)
 		rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
 	if (rc)
 		return GW_ECONFIG;
-	if (!c->body)
+	if (!c->body && !http1_method_has_body(c->method))
 		return GW_OK;
 	/* POSTFIELDS turns the request into one with a body; CUSTOMREQUEST
-	 * above keeps PATCH/PUT/DELETE as the verb. */
+	 * above keeps PATCH/PUT/DELETE as the verb. A POST without a body
+	 * still needs it ("", Content-Length: 0): curl would send a GET. */
 	if (curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len) ||
-	    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body))
+	    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : ""))
 		return GW_ECONFIG;
 	return GW_OK;
 }

@@ -25,6 +25,11 @@ bool http1_ieq(const char *a, size_t n, const char *lit)
 	return n == strlen(lit) && strncasecmp(a, lit, n) == 0;
 }
 
+bool http1_method_has_body(const char *m)
+{
+	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
 bool http1_has_token(const char *v, size_t n, const char *tok)
 {
 	size_t i = 0;

@@ -17,6 +17,10 @@ bool http1_is_tchar(unsigned char c);
 /* Whether a[0..n) is lit, ignoring case (header names, tokens). */
 bool http1_ieq(const char *a, size_t n, const char *lit);
 
+/* Whether a request with this method carries a body even when it is empty
+ * (POST, PUT, PATCH: they send Content-Length: 0). */
+bool http1_method_has_body(const char *m);
+
 /* Whether the comma-separated list v[0..n) holds token tok (any case). */
 bool http1_has_token(const char *v, size_t n, const char *tok);
 

@@ -110,6 +110,12 @@ static void route_echo(struct evhttp_request *req, struct evbuffer *out)
 	evhttp_add_header(ho, "X-Expect", expect ? expect : "none");
 	evhttp_add_header(ho, "X-Gone", evhttp_find_header(hin, "X-Gone") ? "sent" : "absent");
 	evhttp_add_header(ho, "X-UA", ua ? ua : "none");
+	const char *host = evhttp_find_header(hin, "Host");
+	const char *accept = evhttp_find_header(hin, "Accept");
+	const char *cl = evhttp_find_header(hin, "Content-Length");
+	evhttp_add_header(ho, "X-Host", host ? host : "none");
+	evhttp_add_header(ho, "X-Accept", accept ? accept : "none");
+	evhttp_add_header(ho, "X-CL", cl ? cl : "none");
 	evbuffer_add_printf(out, "%s %zu %s\n", method_name(evhttp_request_get_command(req)),
 			    evbuffer_get_length(in), xt ? xt : "-");
 	if (evbuffer_get_length(in) < 4096)
@@ -872,6 +878,99 @@ static void test_body_until_close(void **state)
 	raw_stop();
 }
 
+/* "Connection: close" from a server that then keeps the socket open: the
+ * connection is not used again all the same. */
+static void test_connection_close_honoured(void **state)
+{
+	two_calls_two_connections(*state, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+				  false);
+}
+
+/* A kept connection goes only to its own origin: after a call to the
+ * evhttp server, one to the raw server on another port reaches the raw
+ * server. */
+static void test_connection_per_origin(void **state)
+{
+	struct fx *f = *state;
+	struct result a = { 0 }, b = { 0 };
+	start(f, &a, "GET", "/get", NULL, 0, 0, 0);
+	run(f, 1);
+	assert_string_equal(a.body, "hello");
+	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false);
+	raw_call(f, &b);
+	f->done = 0;
+	run(f, 1);
+	assert_int_equal(b.status, 200);
+	assert_string_equal(b.body, "ok");
+	assert_int_equal(raw.conns, 1);
+	result_free(&a);
+	result_free(&b);
+	raw_stop();
+}
+
+static void on_safety_tick(evutil_socket_t fd, short what, void *arg)
+{
+	GW_UNUSED(fd);
+	GW_UNUSED(what);
+	event_base_loopbreak(arg);
+}
+
+/* A kept connection the server closes while it is idle is dropped then,
+ * not kept until the next call finds it dead. */
+static void test_idle_connection_closed_by_server(void **state)
+{
+	struct fx *f = *state;
+	raw_start(f, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
+	struct result r = { 0 };
+	raw_call(f, &r);
+	run(f, 1);
+	assert_string_equal(r.body, "ok");
+	struct event *tick = evtimer_new(f->base, on_safety_tick, f->base);
+	for (int i = 0; i < 200 && httpc__direct_conns(f->h) > 0; i++) {
+		struct timeval tv = { 0, 10000 };
+		evtimer_add(tick, &tv);
+		event_base_dispatch(f->base);
+	}
+	event_free(tick);
+	assert_int_equal(httpc__direct_conns(f->h), 0);
+	result_free(&r);
+	raw_stop();
+}
+
+/* What the client adds when the caller does not: Host, a User-Agent, an
+ * Accept, and a Content-Length exactly when there is a body or the method
+ * carries one. */
+static void test_default_headers(void **state)
+{
+	struct fx *f = *state;
+	char url[64], host[32];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", f->port);
+	snprintf(host, sizeof(host), "X-Host: 127.0.0.1:%d\r\n", f->port);
+	struct {
+		const char *method, *body, *want_body, *want_cl;
+	} cases[] = {
+		{ "GET", NULL, "GET 0 -\n", "X-CL: none" },
+		{ "POST", NULL, "POST 0 -\n", "X-CL: 0" },
+		{ "DELETE", "x", "DELETE 1 -\nx", "X-CL: 1" },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		struct httpc_call_opts o = { .method = cases[i].method, .url = url, .body = cases[i].body,
+					     .body_len = cases[i].body ? strlen(cases[i].body) : 0,
+					     .direct = direct };
+		struct result r = { .f = f };
+		struct httpc_call *c;
+		assert_int_equal(httpc_call_start(f->h, &o, on_done, &r, &c), GW_OK);
+		f->done = 0;
+		run(f, 1);
+		assert_string_equal(r.body, cases[i].want_body);
+		assert_non_null(strstr(r.headers, cases[i].want_cl));
+		assert_non_null(strstr(r.headers, host));
+		assert_non_null(strstr(r.headers, "X-Accept: */*"));
+		assert_non_null(strstr(r.headers, "X-UA: enginelabs-2api/"));
+		result_free(&r);
+	}
+}
+
 /* Bytes after the response: the connection is not used again. */
 static void test_excess_bytes_close(void **state)
 {
@@ -1009,6 +1108,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sequential_calls_share_a_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bodies_whole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_close_honoured, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_per_origin, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_connection_closed_by_server, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_default_headers, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("through curl", tests, NULL, NULL);
 	direct = true;
