@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include "front/h1.h"
+#include "util/buf.h"
+#include "util/http1.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,26 +30,32 @@ struct fx {
 	int handled;
 	char body[256];     /* body of the last request served */
 	int drain_left;     /* /drain: pieces still to write */
+	bool drain_now;     /* /drain-now: the pieces go through h1_write_now */
 };
 
 #define DRAIN_PIECES 6
 #define DRAIN_BIG (16 * 1024 * 1024) /* more than a loopback socket and its peer take at once */
 
 /* /drain writes its next piece only when the output has drained, like a
- * stream under backpressure: if a drain went unreported it would stall. */
+ * stream under backpressure: if a drain went unreported it would stall.
+ * /drain-now writes with h1_write_now, as the SSE stream does, which
+ * reports a drain only after the socket pushed back: it goes on writing
+ * while the socket takes everything. */
 static void drain_next(struct h1_req *r, void *arg)
 {
 	struct fx *f = arg;
-	if (--f->drain_left == 0) {
-		h1_end(r);
-		return;
-	}
-	size_t n = f->drain_left == DRAIN_PIECES / 2 ? DRAIN_BIG : 100;
-	char *p = malloc(n);
-	assert_non_null(p);
-	memset(p, 'a' + f->drain_left, n);
-	h1_write(r, p, n);
-	free(p);
+	do {
+		if (--f->drain_left == 0) {
+			h1_end(r);
+			return;
+		}
+		size_t n = f->drain_left == DRAIN_PIECES / 2 ? DRAIN_BIG : 100;
+		char *p = malloc(n);
+		assert_non_null(p);
+		memset(p, 'a' + f->drain_left, n);
+		(f->drain_now ? h1_write_now : h1_write)(r, p, n);
+		free(p);
+	} while (f->drain_now && h1_unsent(r) == 0);
 }
 
 /* /ok: 200 "hi"; /stream: three chunks; /body: echoes the body length;
@@ -65,7 +73,8 @@ static void handler(struct h1_req *r, void *arg)
 	size_t len;
 	const char *b = h1_req_body(r, &len);
 	snprintf(f->body, sizeof(f->body), "%.*s", (int)(len < 255 ? len : 255), b);
-	if (strcmp(h1_req_target(r), "/drain") == 0) {
+	if (strcmp(h1_req_target(r), "/drain") == 0 || strcmp(h1_req_target(r), "/drain-now") == 0) {
+		f->drain_now = strcmp(h1_req_target(r), "/drain-now") == 0;
 		f->drain_left = DRAIN_PIECES + 1;
 		h1_set_drain_cb(r, drain_next, f);
 		h1_start(r, 200);
@@ -214,6 +223,30 @@ static void test_chunked_both_ways(void **state)
 	close(fd);
 }
 
+/* The body /drain sends, decoded: pieces of 100 bytes but the big one, in
+ * order, each of one letter. */
+static void check_drain_body(const char *buf, size_t n)
+{
+	const char *body = strstr(buf, "\r\n\r\n");
+	assert_non_null(body);
+	body += 4;
+	struct buf out;
+	size_t used = 0;
+	buf_init(&out, DRAIN_BIG + 1000);
+	assert_int_equal(http1_chunked_decode(body, n - (size_t)(body - buf), &used, &out), GW_OK);
+	size_t at = 0;
+	for (int left = DRAIN_PIECES; left > 0; left--) {
+		size_t len = left == DRAIN_PIECES / 2 ? DRAIN_BIG : 100;
+		assert_true(at + len <= out.len);
+		for (size_t i = 0; i < len; i++)
+			if (out.p[at + i] != 'a' + left)
+				fail_msg("piece %d byte %zu is '%c'", left, i, out.p[at + i]);
+		at += len;
+	}
+	assert_int_equal(at, out.len);
+	buf_release(&out);
+}
+
 static void test_drain_reported(void **state)
 {
 	struct fx *f = *state;
@@ -228,6 +261,27 @@ static void test_drain_reported(void **state)
 	assert_int_equal(f->drain_left, 0);
 	assert_true(n > DRAIN_BIG);
 	assert_non_null(strstr(buf + n - 5, "0\r\n\r\n"));
+	check_drain_body(buf, n);
+	close(fd);
+}
+
+/* The same through h1_write_now, whose chunks go straight to the socket
+ * when nothing waits ahead: the big one does not fit, its rest waits for
+ * the write event, and what follows waits behind it. The client must get
+ * every byte once, in order. */
+static void test_write_now_under_backpressure(void **state)
+{
+	struct fx *f = *state;
+	int fd = client(f);
+	static char buf[DRAIN_BIG + 65536];
+	bool closed;
+	size_t waits = h1__write_waits();
+	send_all(fd, "GET /drain-now HTTP/1.1\r\nHost: a\r\n\r\n");
+	size_t n = pump(f, fd, 1, buf, sizeof(buf), &closed);
+	assert_true(h1__write_waits() > waits);
+	assert_false(closed);
+	assert_int_equal(f->drain_left, 0);
+	check_drain_body(buf, n);
 	close(fd);
 }
 
@@ -355,6 +409,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keep_alive_and_pipelining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunked_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_now_under_backpressure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refusals_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_deadline, setup_short, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_cap, setup_cap, teardown),
