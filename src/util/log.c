@@ -57,15 +57,14 @@ static void write_all(const char *p, size_t n)
 	}
 }
 
-/* "2026-11-25T16:02:27.123Z". The part up to the seconds is formatted
- * once a second per thread: strftime and snprintf were most of the cost
- * of the one line a request logs. */
-static void format_time(char out[32])
+/* "2026-11-25T16:02:27.123Z" for tv. The part up to the seconds is
+ * formatted once a second per thread: strftime and snprintf were most of
+ * the cost of the one line a request logs. */
+void log__time(const struct timeval *tvp, char out[32])
 {
 	static _Thread_local time_t last_sec = -1;
 	static _Thread_local char last[24];
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
+	struct timeval tv = *tvp;
 	if (tv.tv_sec != last_sec) {
 		struct tm tm;
 		gmtime_r(&tv.tv_sec, &tm);
@@ -96,7 +95,9 @@ void log_msg(enum log_level level, const char *rid, const char *fmt, ...)
 	if (n < 0)
 		return;
 	size_t mlen = (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1;
-	format_time(ts);
+	struct timeval now;
+	gettimeofday(&now, NULL);
+	log__time(&now, ts);
 
 	char line[8192];
 	/* max = cap - 1, so the buffer never grows: it stays on the stack. */

@@ -19,6 +19,10 @@ void log_msg(enum log_level level, const char *rid, const char *fmt, ...) GW_PRI
 /* Parses "error|warn|info|debug"; returns false if unknown. */
 bool log_level_parse(const char *s, enum log_level *out);
 
+struct timeval;
+/* The line's time stamp for tv, "2026-11-25T16:02:27.123Z" (tests). */
+void log__time(const struct timeval *tv, char out[32]);
+
 #define log_error(rid, ...) log_msg(LOG_ERROR, rid, __VA_ARGS__)
 #define log_warn(rid, ...) log_msg(LOG_WARN, rid, __VA_ARGS__)
 #define log_info(rid, ...) log_msg(LOG_INFO, rid, __VA_ARGS__)

@@ -14,6 +14,7 @@
 #include "util/sha.h"
 
 #include <regex.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 static void test_hex_matches_printf(void **state)
@@ -137,6 +138,21 @@ static void matches(const char *line, const char *re)
 		fail_msg("%s does not match %s", line, re);
 }
 
+static void test_log_time(void **state)
+{
+	(void)state;
+	char ts[32];
+	struct timeval tv = { 1764086547, 123456 }; /* 2025-11-25T16:02:27 UTC */
+	log__time(&tv, ts);
+	assert_string_equal(ts, "2025-11-25T16:02:27.123Z");
+	tv.tv_usec = 7999; /* the same second: from the kept part */
+	log__time(&tv, ts);
+	assert_string_equal(ts, "2025-11-25T16:02:27.007Z");
+	tv = (struct timeval){ 0, 950000 };
+	log__time(&tv, ts);
+	assert_string_equal(ts, "1970-01-01T00:00:00.950Z");
+}
+
 static void test_log_line(void **state)
 {
 	(void)state;
@@ -162,6 +178,7 @@ int main(void)
 		cmocka_unit_test(test_digests),
 		cmocka_unit_test(test_buf_truncate),
 		cmocka_unit_test(test_buf_cat),
+		cmocka_unit_test(test_log_time),
 		cmocka_unit_test(test_log_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
