@@ -247,14 +247,15 @@ static void check_drain_body(const char *buf, size_t n)
 	buf_release(&out);
 }
 
-static void test_drain_reported(void **state)
+/* Asks for target (a /drain route) and checks the body arrived whole, with
+ * at least one write that had to wait for the socket. */
+static void drain_run(struct fx *f, const char *request)
 {
-	struct fx *f = *state;
 	int fd = client(f);
 	static char buf[DRAIN_BIG + 65536];
 	bool closed;
 	size_t waits = h1__write_waits();
-	send_all(fd, "GET /drain HTTP/1.1\r\nHost: a\r\n\r\n");
+	send_all(fd, request);
 	size_t n = pump(f, fd, 1, buf, sizeof(buf), &closed);
 	assert_true(h1__write_waits() > waits); /* the big piece did wait for the socket */
 	assert_false(closed);
@@ -265,24 +266,18 @@ static void test_drain_reported(void **state)
 	close(fd);
 }
 
+static void test_drain_reported(void **state)
+{
+	drain_run(*state, "GET /drain HTTP/1.1\r\nHost: a\r\n\r\n");
+}
+
 /* The same through h1_write_now, whose chunks go straight to the socket
  * when nothing waits ahead: the big one does not fit, its rest waits for
  * the write event, and what follows waits behind it. The client must get
  * every byte once, in order. */
 static void test_write_now_under_backpressure(void **state)
 {
-	struct fx *f = *state;
-	int fd = client(f);
-	static char buf[DRAIN_BIG + 65536];
-	bool closed;
-	size_t waits = h1__write_waits();
-	send_all(fd, "GET /drain-now HTTP/1.1\r\nHost: a\r\n\r\n");
-	size_t n = pump(f, fd, 1, buf, sizeof(buf), &closed);
-	assert_true(h1__write_waits() > waits);
-	assert_false(closed);
-	assert_int_equal(f->drain_left, 0);
-	check_drain_body(buf, n);
-	close(fd);
+	drain_run(*state, "GET /drain-now HTTP/1.1\r\nHost: a\r\n\r\n");
 }
 
 static void test_refusals_close(void **state)
