@@ -6,8 +6,9 @@
  * SSL object (cio.h), and the connection is kept for the next call to the
  * same origin. That skips, per call, what curl 7.88 spends on a transfer:
  * the URL parsed and printed again, every header byte through its printf,
- * its state machine, poll() calls and socket watch changes (128,000
- * instructions a call against about 15,000 here, measured with callgrind).
+ * its state machine, poll() calls and socket watch changes. callgrind:
+ * one curl transfer cost 128,000 instructions; a streamed request with its
+ * three REST calls went from 791,600 to 476,000 when they came here.
  *
  * Contract as httpc's: if h1c_call_start returns GW_OK, cb runs exactly
  * once, later, from the loop, unless h1c_call_cancel is called first. */
